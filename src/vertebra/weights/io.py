@@ -1,0 +1,202 @@
+"""Reading and writing weights: vertebra's own safetensors files and torchvision/timm checkpoints.
+
+Nothing here unpickles code: ``.pth``/``.pt``/``.bin`` files go through
+``torch.load(weights_only=True)``, which refuses any pickled object but tensors and plain
+containers.  Files are written atomically (a temporary file, then a rename), so a failed
+save never leaves a half-written file where a good one was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .keymaps import KEYMAPS
+
+CARD_KEY = "vertebra"
+_NESTED = ("state_dict", "model", "model_state_dict", "module", "net")
+_SHOWN = 8  # keys named per kind of mismatch; the rest are counted
+
+
+@dataclass
+class LoadReport:
+    """What ``load_weights`` did: the layout it read, and what it adapted or left out."""
+
+    layout: str
+    card: dict = field(default_factory=dict)
+    adapted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def save_weights(model: nn.Module, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write ``model``'s state dict as safetensors, with a JSON card (name, kwargs, metadata)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"vertebra writes .safetensors files, got {path.name!r}")
+    if not path.parent.is_dir():
+        raise ValueError(f"folder {str(path.parent)!r} does not exist")
+    card = {"format": 1, "model": getattr(model, "model_name", type(model).__name__),
+            "kwargs": getattr(model, "model_kwargs", {}),
+            "out_indices": getattr(model, "out_indices", None), "metadata": metadata or {}}
+    header = {CARD_KEY: json.dumps(card, default=repr)}
+    # safetensors refuses tensors that share memory; cloning gives each key its own storage.
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, temporary, metadata=header)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors of a weights file and its vertebra card ({} for foreign files)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported object"
+        raise ValueError(f"refusing {path}: it holds pickled Python objects, not only tensors, and "
+                         f"vertebra never unpickles code (torch.load weights_only=True: {reason})") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise ValueError(f"cannot read {path} as a PyTorch checkpoint: {error}") from None
+    return _state_dict_in(loaded, path), {}
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            card = json.loads((handle.metadata() or {}).get(CARD_KEY, "{}"))
+            return {key: handle.get_tensor(key) for key in handle.keys()}, card
+    except (SafetensorError, OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {path} as a safetensors file: {error}") from None
+
+
+def _state_dict_in(loaded, path: Path) -> dict[str, torch.Tensor]:
+    """Find the tensors in a checkpoint: a bare state dict, or one nested under a common key."""
+    for _ in range(3):
+        if isinstance(loaded, dict) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+            # DistributedDataParallel saves every key under "module."
+            if all(k.startswith("module.") for k in loaded):
+                loaded = {k.removeprefix("module."): v for k, v in loaded.items()}
+            return loaded
+        nested = [k for k in _NESTED if isinstance(loaded, dict) and isinstance(loaded.get(k), dict)]
+        if not nested:
+            break
+        loaded = loaded[nested[0]]
+    raise ValueError(f"{path} holds no state dict (a mapping of names to tensors); "
+                     f"got {type(loaded).__name__}")
+
+
+def load_weights(model: nn.Module, path: str | Path, *, layout: str = "auto",
+                 adapt: bool = False) -> LoadReport:
+    """Load a weights file into ``model``; every key must match, or nothing is loaded.
+
+    ``layout``: "auto" (vertebra's own names, else the key map that explains every key),
+    "vertebra", or a key-map name from the model card's ``layouts``.  ``adapt=True`` (what
+    ``create_model(pretrained=...)`` uses) leaves the classifier freshly initialised when
+    its shape differs and sums or tiles the first convolution over a different ``in_chans``.
+    A features-only model ignores the keys of the parts it removed.
+    """
+    source, card = read_weights(path)
+    target = model.state_dict()
+    name, state = _convert(model, source, layout)
+    report = LoadReport(layout=name, card=card)
+    if adapt:
+        _adapt(model, state, target, report)
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(set(state) - set(target))
+    if getattr(model, "out_indices", None) is not None:
+        report.skipped += unexpected
+        for key in unexpected:
+            del state[key]
+        unexpected = []
+    conflicts = [f"{k} {tuple(state[k].shape)} vs model {tuple(target[k].shape)}"
+                 for k in sorted(set(state) & set(target)) if state[k].shape != target[k].shape]
+    if missing or unexpected or conflicts:
+        raise ValueError(_mismatch_message(model, path, name, card, missing, unexpected, conflicts))
+    model.load_state_dict(state, strict=True)
+    return report
+
+
+def _convert(model: nn.Module, source: dict, layout: str) -> tuple[str, dict]:
+    """Rename ``source`` keys into the model's names, choosing the key map in ``auto`` mode."""
+    target_keys = set(model.state_dict())
+    allowed = _layouts_of(model)
+    if layout in ("auto", "vertebra") and (layout == "vertebra" or set(source) & target_keys):
+        return "vertebra", dict(source)
+    if layout != "auto":
+        if layout not in allowed:
+            raise ValueError(f"layout {layout!r} is not one {_model_name(model)} loads; "
+                             f"choose 'auto', 'vertebra' or one of {list(allowed)}")
+        converted, unmatched = KEYMAPS[layout].convert(source)
+        return layout, {**converted, **{k: source[k] for k in unmatched}}
+    best = None
+    for name in allowed:
+        converted, unmatched = KEYMAPS[name].convert(source)
+        score = len(set(converted) & target_keys) - len(unmatched)
+        if best is None or score > best[0]:
+            best = (score, name, {**converted, **{k: source[k] for k in unmatched}})
+    if best is None or best[0] <= 0:
+        sample = ", ".join(list(source)[:4])
+        raise ValueError(f"the keys of this file ({sample}, ...) are neither vertebra's names for "
+                         f"{_model_name(model)} nor any layout it loads ({', '.join(allowed) or 'none'})")
+    return best[1], best[2]
+
+
+def _adapt(model: nn.Module, state: dict, target: dict, report: LoadReport) -> None:
+    classifier = getattr(model, "classifier", None)
+    for key in [k for k in state if classifier and k.startswith(classifier + ".")]:
+        if key not in target or state[key].shape != target[key].shape:
+            del state[key]  # another number of classes: keep the fresh classifier
+            report.skipped.append(key)
+    key = f"{getattr(model, 'first_conv', '')}.weight"
+    if key in state and key in target and state[key].shape[1] != target[key].shape[1]:
+        state[key] = adapt_input_conv(state[key], target[key].shape[1])
+        report.adapted.append(key)
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """First-layer weights for ``in_chans`` inputs from RGB ones: summed for one channel,
+    tiled and rescaled (so the response to a grey image is kept) for more."""
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_chans // weight.shape[1])
+    tiled = weight.repeat(1, repeats, 1, 1)[:, :in_chans]
+    return tiled * (weight.shape[1] / in_chans)
+
+
+def _layouts_of(model: nn.Module) -> tuple[str, ...]:
+    from ..registry import model_info
+
+    name = getattr(model, "model_name", None)
+    try:
+        return model_info(name).layouts if name else ()
+    except ValueError:
+        return ()
+
+
+def _model_name(model: nn.Module) -> str:
+    return getattr(model, "model_name", type(model).__name__)
+
+
+def _mismatch_message(model, path, layout, card, missing, unexpected, conflicts) -> str:
+    lines = [f"{path} does not fit {_model_name(model)} (read as layout {layout!r}"
+             + (f", saved from {card.get('model')!r} with {card.get('kwargs')}" if card else "") + "):"]
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape conflicts", conflicts)):
+        if keys:
+            more = f" ... and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+            lines.append(f"  {label} ({len(keys)}): {', '.join(keys[:_SHOWN])}{more}")
+    return "\n".join(lines)
