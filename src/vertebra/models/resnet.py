@@ -60,6 +60,9 @@ class BasicBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.act = ReLU()
 
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.conv2.bn.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.se(self.conv2(self.conv1(x)))
         return self.act(self.drop_path(out) + self.downsample(x))
@@ -84,6 +87,9 @@ class Bottleneck(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.act = ReLU()
 
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.conv3.bn.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.se(self.conv3(self.conv2(self.conv1(x))))
         return self.act(self.drop_path(out) + self.downsample(x))
@@ -103,6 +109,9 @@ class PreActBasicBlock(nn.Module):
         self.downsample = (nn.Conv2d(in_chs, planes, 1, stride, bias=False)
                            if stride != 1 or in_chs != planes else None)
         self.drop_path = DropPath(drop_path)
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.conv2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.norm1(x)
@@ -130,6 +139,9 @@ class PreActBottleneck(nn.Module):
                            if stride != 1 or in_chs != out_chs else None)
         self.drop_path = DropPath(drop_path)
 
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.conv3.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.norm1(x)
         shortcut = x if self.downsample is None else self.downsample(pre)
@@ -144,7 +156,9 @@ class ResNet(Backbone):
     ``stem="deep"``: three 3x3 convolutions instead of the 7x7 (SENet-154).  ``preact``
     builds He et al. 2016's network: a bare stem convolution, pre-activation blocks and
     one BN-ReLU after the last stage.  ``small_input`` swaps the stem for one 3x3 stride-1
-    convolution without pooling, for 32x32 images.
+    convolution without pooling, for 32x32 images.  ``zero_init_last`` (as timm) starts each
+    residual branch at zero, so a fresh net is the identity path and a 1001-layer one does
+    not overflow before training; False gives the papers' plain He initialisation.
     """
 
     head_modules = ("norm", "head")
@@ -155,7 +169,8 @@ class ResNet(Backbone):
                  groups: int = 1, width_per_group: int = 64, first_1x1_ratio: float = 1.0,
                  se_reduction: int | None = None, stride_in_1x1: bool = False,
                  downsample_kernel: int = 1, num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.0, drop_path_rate: float = 0.0, small_input: bool = False):
+                 drop_rate: float = 0.0, drop_path_rate: float = 0.0, small_input: bool = False,
+                 zero_init_last: bool = True):
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                          small_input=small_input)
         if len(layers) != len(widths) or min(layers) < 1:
@@ -185,6 +200,10 @@ class ResNet(Backbone):
         self.default_input_size = 32 if small_input else 224
         self.first_conv = "stem.conv1" if preact else "stem.conv1.conv"
         self.init_weights()
+        if zero_init_last:
+            for stage in self.stages:
+                for block in stage:
+                    block.zero_init_last()
 
     def _stem(self, kind: str, width: int, pool_ceil_mode: bool, preact: bool) -> nn.Sequential:
         in_chans = self.in_chans

@@ -64,6 +64,11 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
+    with path.open("rb") as handle:
+        magic = handle.read(2)
+    if magic != b"PK" and magic[:1] != b"\x80":  # a torch.save zip archive, or a legacy pickle
+        raise ValueError(f"cannot read {path} as a PyTorch checkpoint: it is neither a torch.save "
+                         f"archive nor a pickle (starts with {magic!r})")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -132,24 +137,26 @@ def load_weights(model: nn.Module, path: str | Path, *, layout: str = "auto",
 
 
 def _convert(model: nn.Module, source: dict, layout: str) -> tuple[str, dict]:
-    """Rename ``source`` keys into the model's names, choosing the key map in ``auto`` mode."""
+    """Rename ``source`` keys into the model's names; ``auto`` takes the layout that explains most."""
     target_keys = set(model.state_dict())
     allowed = _layouts_of(model)
-    if layout in ("auto", "vertebra") and (layout == "vertebra" or set(source) & target_keys):
-        return "vertebra", dict(source)
-    if layout != "auto":
-        if layout not in allowed:
-            raise ValueError(f"layout {layout!r} is not one {_model_name(model)} loads; "
-                             f"choose 'auto', 'vertebra' or one of {list(allowed)}")
-        converted, unmatched = KEYMAPS[layout].convert(source)
-        return layout, {**converted, **{k: source[k] for k in unmatched}}
+    # a features-only model lacks the head and later stages: their keys count against nothing
+    extras_count = getattr(model, "out_indices", None) is None
+    if layout not in ("auto", "vertebra") and layout not in allowed:
+        raise ValueError(f"layout {layout!r} is not one {_model_name(model)} loads; "
+                         f"choose 'auto', 'vertebra' or one of {list(allowed)}")
+    names = ("vertebra", *allowed) if layout == "auto" else (layout,)
     best = None
-    for name in allowed:
-        converted, unmatched = KEYMAPS[name].convert(source)
-        score = len(set(converted) & target_keys) - len(unmatched)
+    for name in names:
+        if name == "vertebra":
+            converted, unmatched = dict(source), []
+        else:
+            converted, unmatched = KEYMAPS[name].convert(source)
+            converted.update((k, source[k]) for k in unmatched)  # reported as unexpected
+        score = len(set(converted) & target_keys) - extras_count * len(set(converted) - target_keys)
         if best is None or score > best[0]:
-            best = (score, name, {**converted, **{k: source[k] for k in unmatched}})
-    if best is None or best[0] <= 0:
+            best = (score, name, converted)
+    if layout == "auto" and best[0] <= 0:
         sample = ", ".join(list(source)[:4])
         raise ValueError(f"the keys of this file ({sample}, ...) are neither vertebra's names for "
                          f"{_model_name(model)} nor any layout it loads ({', '.join(allowed) or 'none'})")
@@ -158,10 +165,14 @@ def _convert(model: nn.Module, source: dict, layout: str) -> tuple[str, dict]:
 
 def _adapt(model: nn.Module, state: dict, target: dict, report: LoadReport) -> None:
     classifier = getattr(model, "classifier", None)
-    for key in [k for k in state if classifier and k.startswith(classifier + ".")]:
-        if key not in target or state[key].shape != target[key].shape:
-            del state[key]  # another number of classes: keep the fresh classifier
-            report.skipped.append(key)
+    keys = {k for k in set(state) | set(target) if classifier and k.startswith(classifier + ".")}
+    if any(k not in state or k not in target or state[k].shape != target[k].shape for k in keys):
+        for key in keys:  # another number of classes: keep the fresh classifier
+            if key in state:
+                report.skipped.append(key)
+            state.pop(key, None)
+            if key in target:
+                state[key] = target[key]
     key = f"{getattr(model, 'first_conv', '')}.weight"
     if key in state and key in target and state[key].shape[1] != target[key].shape[1]:
         state[key] = adapt_input_conv(state[key], target[key].shape[1])
@@ -169,8 +180,9 @@ def _adapt(model: nn.Module, state: dict, target: dict, report: LoadReport) -> N
 
 
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """First-layer weights for ``in_chans`` inputs from RGB ones: summed for one channel,
-    tiled and rescaled (so the response to a grey image is kept) for more."""
+    """First-layer weights for ``in_chans`` inputs from RGB ones: summed over RGB for one
+    channel; otherwise RGB tiled over the channels and scaled by 3 / in_chans, which keeps the
+    response to a grey image when in_chans is a multiple of 3 (as timm does)."""
     if in_chans == 1:
         return weight.sum(dim=1, keepdim=True)
     repeats = -(-in_chans // weight.shape[1])

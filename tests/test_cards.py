@@ -1,0 +1,48 @@
+"""Every model against its card, and every card against the recorded reference figures."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import vertebra
+from conftest import ALL_MODELS
+from vertebra.analysis import count_macs, count_params
+
+FIGURES = json.loads((Path(__file__).parent / "fixtures" / "reference" / "figures.json").read_text())
+
+
+def meta_model(name):
+    with torch.device("meta"):  # counting needs shapes only: no memory, no compute
+        return vertebra.create_model(name)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_model_matches_its_card(name):
+    card = vertebra.model_info(name)
+    model = meta_model(name)
+    params = count_params(model)
+    assert params == pytest.approx(card.params, rel=card.params_tolerance, abs=0), (params, card.params)
+    if card.params_tolerance == 0:
+        assert params == card.params
+    if card.macs is not None:
+        assert count_macs(model, card.input_size) == pytest.approx(card.macs, rel=0.01)
+    assert model.default_input_size == card.input_size
+    assert card.paper and card.arxiv and card.idea and card.reference and card.year >= 1990
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_card_holds_the_recorded_reference_figures(name):
+    card, recorded = vertebra.model_info(name), FIGURES[name]
+    assert card.reference == recorded["reference"]
+    assert card.params == recorded["params"] and card.macs == recorded["macs"]
+
+
+def test_every_model_with_a_reference_library_is_recorded():
+    from_libraries = [n for n in ALL_MODELS if vertebra.model_info(n).reference.split()[0] in ("torchvision", "timm")]
+    assert sorted(from_libraries) == sorted(FIGURES)
+
+
+def test_count_macs_counts_a_known_convolution():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    assert count_macs(conv, 10, in_chans=3) == 8 * 3 * 9 * 10 * 10

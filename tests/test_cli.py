@@ -1,0 +1,30 @@
+import json
+import subprocess
+import sys
+
+from vertebra.cli import main
+
+
+def test_list_prints_the_model_table(capsys):
+    assert main(["list", "resnet*"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet50" in out and "25.56M" in out and "4.09G" in out and "se_resnet50" not in out
+
+
+def test_list_and_info_as_json(capsys):
+    assert main(["list", "senet*", "--json"]) == 0
+    assert [c["name"] for c in json.loads(capsys.readouterr().out)] == ["senet154"]
+    assert main(["info", "resnext50_32x4d", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == 25_028_904
+
+
+def test_smoke_runs_the_models(capsys):
+    assert main(["smoke", "resnet18", "--size", "32"]) == 0
+    assert "(1, 1000)" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_and_a_nonzero_exit():
+    for args in (["info", "resnet5"], ["list", "zzz*"]):
+        run = subprocess.run([sys.executable, "-m", "vertebra", *args], capture_output=True, text=True)
+        assert run.returncode == 2
+        assert run.stderr.count("\n") == 1 and "error:" in run.stderr and "Traceback" not in run.stderr
