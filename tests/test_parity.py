@@ -16,7 +16,7 @@ from vertebra.testing import relative_error, synthetic_input, synthetic_state_di
 from vertebra.weights import KEYMAPS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reference"
-RECORDED = sorted(p.stem for p in FIXTURES.glob("*.safetensors"))
+RECORDED = sorted(p.stem for p in FIXTURES.glob("*.json"))
 REQUIRED = {"resnet18", "resnet50", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
             "se_resnet50", "se_resnext50_32x4d", "senet154"}
 

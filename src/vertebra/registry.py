@@ -28,6 +28,8 @@ class ModelCard:
     params: int | None  # reference parameter count (see ``reference``)
     macs: int | None  # reference multiply-accumulates at ``input_size``; None where none is published
     reference: str  # where ``params`` and ``macs`` come from, e.g. "torchvision resnet50"
+    # keyword arguments that build the reference model (tools/record_reference.py uses them)
+    reference_kwargs: dict = field(default_factory=dict)
     params_tolerance: float = 0.0  # relative; non-zero only for figures a paper rounds
     layouts: tuple[str, ...] = ()  # foreign weight layouts (key maps in vertebra.weights) it loads
     notes: str = ""  # where this model departs from the paper or the reference, and why

@@ -37,3 +37,8 @@ def test_norm_act_is_bn_then_relu():
     layer = NormAct(3).eval()
     x = torch.randn(2, 3, 4, 4)
     torch.testing.assert_close(layer(x), torch.relu(layer.bn(x)))
+
+
+def test_bias_override():
+    assert ConvNormAct(2, 2, 1, norm=None, act=None, bias=False).conv.bias is None
+    assert ConvNormAct(2, 2, 1, bias=True).conv.bias is not None

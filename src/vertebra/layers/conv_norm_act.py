@@ -13,20 +13,21 @@ class ConvNormAct(nn.Sequential):
     """``conv -> bn -> act`` with "same" padding; ``norm=None`` or ``act=None`` drops a part.
 
     The children are named ``conv``, ``bn`` and ``act`` so that BatchNorm folding and the
-    weight key maps find them by name.  The convolution has a bias only when there is no
-    normalisation after it (a bias before BatchNorm is cancelled by the mean).
+    weight key maps find them by name.  By default the convolution has a bias only when there
+    is no normalisation after it (a bias before BatchNorm is cancelled by the mean); ``bias``
+    overrides that where a reference differs.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  padding: int | None = None, groups: int = 1, dilation: int = 1,
                  norm: LayerFactory | None = nn.BatchNorm2d,
-                 act: LayerFactory | None = nn.ReLU):
+                 act: LayerFactory | None = nn.ReLU, bias: bool | None = None):
         if padding is None:
             padding = (kernel_size - 1) // 2 * dilation
         parts: OrderedDict[str, nn.Module] = OrderedDict()
         parts["conv"] = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
                                   padding=padding, groups=groups, dilation=dilation,
-                                  bias=norm is None)
+                                  bias=norm is None if bias is None else bias)
         if norm is not None:
             parts["bn"] = norm(out_channels)
         if act is not None:

@@ -1,2 +1,6 @@
-"""Every family registers its models on import, in the survey's order."""
-from . import resnet  # noqa: F401
+"""Every family registers its models on import: this imports each module of the package."""
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
