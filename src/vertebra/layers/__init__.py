@@ -1,7 +1,11 @@
 """Blocks shared by two families or more."""
+from .channel_shuffle import ChannelShuffle, channel_shuffle
 from .conv_norm_act import ConvNormAct, NormAct
 from .drop_path import DropPath, drop_path, drop_path_rates
+from .inverted_residual import InvertedResidual
 from .make_divisible import make_divisible
+from .separable import SeparableConv
 from .squeeze_excite import SqueezeExcite
 
-__all__ = ["ConvNormAct", "NormAct", "DropPath", "drop_path", "drop_path_rates", "make_divisible", "SqueezeExcite"]
+__all__ = ["ChannelShuffle", "channel_shuffle", "ConvNormAct", "NormAct", "DropPath", "drop_path",
+           "drop_path_rates", "InvertedResidual", "make_divisible", "SeparableConv", "SqueezeExcite"]
