@@ -28,3 +28,26 @@ def test_errors_are_one_line_and_a_nonzero_exit():
         run = subprocess.run([sys.executable, "-m", "vertebra", *args], capture_output=True, text=True)
         assert run.returncode == 2
         assert run.stderr.count("\n") == 1 and "error:" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_info_layers_and_guidelines_as_json(capsys):
+    assert main(["info", "resnet18", "--layers", "--guidelines", "--input-size", "32", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["card"]["name"] == "resnet18" and data["profile"]["params"] == 11_689_512
+    assert data["profile"]["input_size"] == [32, 32] and data["guidelines"]["summary"]["G2 group convs"] == 0
+
+
+def test_bench_prints_json_lines(capsys):
+    assert main(["bench", "resnet18", "--input-size", "32", "--repeats", "2", "--warmup", "1",
+                 "--batch-size", "2", "--threads", "1", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip())
+    assert row["model"] == "resnet18" and row["batch_size"] == 2 and row["threads"] == 1
+    assert row["images_per_s"] > 0 and row["latency_ms"] > 0
+
+
+def test_bad_sizes_and_options_are_one_line_errors():
+    for args in (["bench", "resnet18", "--batch-size", "0"], ["info", "resnet18", "--layers", "--input-size", "8"],
+                 ["bench", "nosuchnet"]):
+        run = subprocess.run([sys.executable, "-m", "vertebra", *args], capture_output=True, text=True)
+        assert run.returncode == 2 and "Traceback" not in run.stderr
+        assert run.stderr.strip().splitlines()[-1].startswith(("vertebra", "usage")) or "error:" in run.stderr

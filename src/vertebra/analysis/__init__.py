@@ -1,4 +1,5 @@
-"""Cost analysis: parameters and multiply-accumulates (profile and guidelines build on these)."""
+"""Cost analysis: parameters, MACs, memory access cost, activations and latency."""
 from .flops import count_macs, count_params
+from .profile import LayerCost, Profile, measure_latency, profile
 
-__all__ = ["count_macs", "count_params"]
+__all__ = ["count_macs", "count_params", "profile", "Profile", "LayerCost", "measure_latency"]
