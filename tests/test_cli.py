@@ -15,7 +15,7 @@ def test_list_and_info_as_json(capsys):
     assert main(["list", "senet*", "--json"]) == 0
     assert [c["name"] for c in json.loads(capsys.readouterr().out)] == ["senet154"]
     assert main(["info", "resnext50_32x4d", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["params"] == 25_028_904
+    assert json.loads(capsys.readouterr().out)["card"]["params"] == 25_028_904
 
 
 def test_smoke_runs_the_models(capsys):
