@@ -1,0 +1,104 @@
+"""Compound scaling (EfficientNet, Tan & Le 2019, arXiv:1905.11946, section 3.3).
+
+Scale a baseline's depth by alpha^phi, its width by beta^phi and its input resolution by
+gamma^phi, with alpha * beta^2 * gamma^2 ~ 2 and alpha, beta, gamma >= 1: a network's FLOPs
+grow with depth, width squared and resolution squared, so each step of phi about doubles them.
+Step 1 of the method searches alpha, beta, gamma on a grid at phi = 1 (``constrained_grid``);
+step 2 fixes them and scales up with larger phi (``CompoundScaling.coefficients``).  The
+coefficients apply to any stage table (``scale_stages``) or to any registered family that
+takes ``width_mult`` and ``depth_mult`` (``scale_model``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from ..layers.scaling import round_channels, round_repeats
+from ..registry import create_model
+
+
+@dataclass(frozen=True)
+class ScalingCoefficients:
+    """How much wider, deeper and at which input resolution a scaled network runs."""
+
+    width: float
+    depth: float
+    resolution: int
+
+    def __post_init__(self):
+        for name in ("width", "depth", "resolution"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CompoundScaling:
+    """The paper's rule: d = alpha^phi, w = beta^phi, r = gamma^phi under alpha * beta^2 * gamma^2 ~ 2.
+
+    The defaults are the values the paper's grid search found for EfficientNet-B0 (alpha=1.2,
+    beta=1.1, gamma=1.15, product 1.92).  ``tolerance`` is how far, relatively, the product
+    may be from ``target`` (2: FLOPs double per unit of phi).
+    """
+
+    alpha: float = 1.2  # depth
+    beta: float = 1.1  # width
+    gamma: float = 1.15  # resolution
+    base_resolution: int = 224
+    target: float = 2.0
+    tolerance: float = 0.05
+
+    def __post_init__(self):
+        for name in ("alpha", "beta", "gamma"):
+            if not getattr(self, name) >= 1.0:
+                raise ValueError(f"{name} must be >= 1 (scaling never shrinks a dimension), "
+                                 f"got {getattr(self, name)}")
+        if abs(self.flops_growth - self.target) > self.tolerance * self.target:
+            raise ValueError(f"alpha * beta^2 * gamma^2 = {self.flops_growth:.4f} is not within "
+                             f"{self.tolerance:.0%} of {self.target}: the rule needs FLOPs to grow by "
+                             f"about {self.target}x per unit of phi")
+
+    @property
+    def flops_growth(self) -> float:
+        """FLOPs factor per unit of phi: FLOPs grow as depth x width^2 x resolution^2."""
+        return self.alpha * self.beta ** 2 * self.gamma ** 2
+
+    def coefficients(self, phi: float) -> ScalingCoefficients:
+        """Width, depth and resolution for compound coefficient ``phi`` (0 is the baseline)."""
+        if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi) or phi < 0:
+            raise ValueError(f"phi must be a finite number >= 0, got {phi!r}")
+        return ScalingCoefficients(width=self.beta ** phi, depth=self.alpha ** phi,
+                                   resolution=round(self.base_resolution * self.gamma ** phi))
+
+
+def constrained_grid(step: float = 0.05, limit: float = 2.0, target: float = 2.0,
+                     tolerance: float = 0.05) -> Iterator[tuple[float, float, float]]:
+    """Step 1's search space: every (alpha, beta, gamma) on a ``step`` grid in [1, ``limit``]
+    whose alpha * beta^2 * gamma^2 is within ``tolerance`` (relative) of ``target``."""
+    if not 0 < step < limit - 1:
+        raise ValueError(f"step must be in (0, limit - 1), got step={step}, limit={limit}")
+    values = [round(1.0 + i * step, 10) for i in range(int(round((limit - 1.0) / step)) + 1)]
+    for alpha in values:
+        for beta in values:
+            for gamma in values:
+                if abs(alpha * beta ** 2 * gamma ** 2 - target) <= tolerance * target:
+                    yield alpha, beta, gamma
+
+
+def scale_stages(stages: Sequence[tuple[int, int]], coefficients: ScalingCoefficients,
+                 divisor: int = 8) -> list[tuple[int, int]]:
+    """Each stage's (channels, layers) scaled: channels by width through ``make_divisible``,
+    layers by depth rounded up (``vertebra.layers.scaling``, which the model families use too)."""
+    return [(round_channels(c, coefficients.width, divisor, layer=f"stage {i}"),
+             round_repeats(n, coefficients.depth, layer=f"stage {i}"))
+            for i, (c, n) in enumerate(stages)]
+
+
+def scale_model(name: str, coefficients: ScalingCoefficients, **kwargs):
+    """Build registered model ``name`` scaled by ``coefficients``.
+
+    The family must take ``width_mult`` and ``depth_mult``; run the model at
+    ``coefficients.resolution`` (families that record it take ``resolution=`` in ``kwargs``).
+    """
+    return create_model(name, width_mult=coefficients.width, depth_mult=coefficients.depth, **kwargs)

@@ -1,0 +1,87 @@
+"""Compound scaling (EfficientNet, section 3.3) and the width/depth rounding rule under it."""
+import pytest
+import torch
+
+import vertebra
+from vertebra.analysis import count_params
+from vertebra.design import CompoundScaling, ScalingCoefficients, constrained_grid, scale_model, scale_stages
+from vertebra.layers.scaling import round_channels, round_repeats
+from vertebra.models.efficientnet import B0_STAGES
+
+# The paper's published (width, depth, resolution) of B1-B7.
+PUBLISHED = {"efficientnet_b1": (1.0, 1.1, 240), "efficientnet_b2": (1.1, 1.2, 260),
+             "efficientnet_b3": (1.2, 1.4, 300), "efficientnet_b4": (1.4, 1.8, 380),
+             "efficientnet_b5": (1.6, 2.2, 456), "efficientnet_b6": (1.8, 2.6, 528),
+             "efficientnet_b7": (2.0, 3.1, 600)}
+
+
+def test_channels_round_to_multiples_of_eight_and_repeats_round_up():
+    assert [round_channels(c, 1.1) for c in (32, 40, 80, 112, 192, 320)] == [32, 48, 88, 120, 208, 352]
+    assert round_channels(32, 1.2) == 40 and round_channels(16, 0.25) == 8  # never under one divisor
+    assert round_channels(30, 1.0, divisor=4) == 32
+    assert [round_repeats(n, 3.1) for n in (1, 2, 3, 4)] == [4, 7, 10, 13]
+    assert round_repeats(1, 1.1) == 2  # a stage of one layer grows as soon as depth does
+
+
+@pytest.mark.parametrize("multiplier", [0, -0.5, float("inf"), float("nan")])
+def test_multipliers_that_leave_a_layer_nothing_name_it(multiplier):
+    with pytest.raises(ValueError, match=r"width_mult=.* rounds stage 4 \(112 channels\) to zero"):
+        round_channels(112, multiplier, layer="stage 4")
+    with pytest.raises(ValueError, match=r"depth_mult=.* rounds stage 4 \(3 layers\) to zero"):
+        round_repeats(3, multiplier, layer="stage 4")
+    with pytest.raises(TypeError, match="must be a number"):
+        round_channels(112, "1.0")
+
+
+def test_compound_coefficients_follow_alpha_beta_gamma_to_the_power_phi():
+    rule = CompoundScaling()
+    assert rule.flops_growth == pytest.approx(1.2 * 1.1 ** 2 * 1.15 ** 2) == pytest.approx(1.92, abs=1e-3)
+    assert rule.coefficients(0) == ScalingCoefficients(1.0, 1.0, 224)
+    one = rule.coefficients(1)
+    assert (one.width, one.depth, one.resolution) == (pytest.approx(1.1), pytest.approx(1.2), 258)
+    three = rule.coefficients(3)
+    assert (three.width, three.depth) == (pytest.approx(1.1 ** 3), pytest.approx(1.2 ** 3))
+    # FLOPs ~ depth * width^2 * resolution^2 grow by the product per unit of phi
+    growth = three.depth * three.width ** 2 * (224 * 1.15 ** 3 / 224) ** 2
+    assert growth == pytest.approx(rule.flops_growth ** 3)
+
+
+def test_the_constraint_is_enforced():
+    with pytest.raises(ValueError, match="not within"):
+        CompoundScaling(alpha=1.5, beta=1.3, gamma=1.3)  # FLOPs would grow 4.3x per phi
+    with pytest.raises(ValueError, match="alpha must be >= 1"):
+        CompoundScaling(alpha=0.9, beta=1.2, gamma=1.2)
+    with pytest.raises(ValueError, match="phi"):
+        CompoundScaling().coefficients(-1)
+    with pytest.raises(ValueError, match="width must be a positive"):
+        ScalingCoefficients(0.0, 1.0, 224)
+
+
+def test_the_grid_search_space_holds_the_papers_choice():
+    grid = list(constrained_grid(step=0.05))
+    assert (1.2, 1.1, 1.15) in grid
+    assert all(abs(a * b * b * g * g - 2) <= 0.1 for a, b, g in grid)
+    assert (1.0, 1.0, 1.0) not in grid and len(grid) > 10
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_scale_stages_gives_the_published_models_stages(name):
+    width, depth, resolution = PUBLISHED[name]
+    scaled = scale_stages([(c, n) for *_, c, n in B0_STAGES], ScalingCoefficients(width, depth, resolution))
+    with torch.device("meta"):
+        model = vertebra.create_model(name)
+    assert scaled == [(stage[0].project.conv.out_channels, len(stage)) for stage in model.stages]
+
+
+def test_scale_stages_spot_check_b7():
+    # torchvision's efficientnet_b7 (printed from the reference): channels and layers of features.1-7
+    b7 = scale_stages([(c, n) for *_, c, n in B0_STAGES], ScalingCoefficients(2.0, 3.1, 600))
+    assert b7 == [(32, 4), (48, 7), (80, 7), (160, 10), (224, 10), (384, 13), (640, 4)]
+
+
+def test_scale_model_builds_any_family_with_width_and_depth_multipliers():
+    with torch.device("meta"):
+        b7 = scale_model("efficientnet_b0", ScalingCoefficients(2.0, 3.1, 600), drop_rate=0.5)
+        assert count_params(b7) == vertebra.model_info("efficientnet_b7").params
+        with pytest.raises(TypeError, match="width_mult"):
+            scale_model("resnet50", CompoundScaling().coefficients(1))
