@@ -41,12 +41,18 @@ def test_features_only_matches_feature_info(name):
     levels = len(full.feature_info)
     model = vertebra.create_model(name, features_only=True).eval()
     size = 2 * full.min_input_size * 2  # every level at least 2x2
+    step = full.feature_info[-1].reduction
     with torch.no_grad():
         outputs = model(torch.randn(1, 3, size, size))
+        larger = model(torch.randn(1, 3, size + step, size + step))
     assert len(outputs) == len(model.feature_info) == levels
-    for out, info in zip(outputs, model.feature_info):
+    for out, more, info in zip(outputs, larger, model.feature_info):
         assert out.shape[1] == info.channels
-        assert out.shape[-1] == size // info.reduction, info
+        # the reduction is the level's stride: `step` more input pixels give step / reduction more
+        # outputs.  Unpadded ("valid") convolutions and pools (AlexNet, Inception v3) also shave a
+        # border off, so a level may fall short of size / reduction, never exceed it.
+        assert more.shape[-1] - out.shape[-1] == step // info.reduction, info
+        assert out.shape[-1] <= size // info.reduction, info
         assert dict(model.named_modules())[info.module] is not None
     # negative indices count from the end; the model keeps only what it needs
     last_two = vertebra.create_model(name, features_only=True, out_indices=(-2, -1))
