@@ -166,8 +166,8 @@ def _convert(model: nn.Module, source: dict, layout: str) -> tuple[str, dict]:
 def _adapt(model: nn.Module, state: dict, target: dict, report: LoadReport) -> None:
     classifier = getattr(model, "classifier", None)
     keys = {k for k in set(state) | set(target) if classifier and k.startswith(classifier + ".")}
-    if any(k not in state or k not in target or state[k].shape != target[k].shape for k in keys):
-        for key in keys:  # another number of classes: keep the fresh classifier
+    for key in sorted(keys):  # another number of classes: fresh tensors where the shapes differ
+        if key not in state or key not in target or state[key].shape != target[key].shape:
             if key in state:
                 report.skipped.append(key)
             state.pop(key, None)
