@@ -23,11 +23,14 @@ def test_model_matches_its_card(name):
     card = vertebra.model_info(name)
     model = meta_model(name)
     params = count_params(model)
-    assert params == pytest.approx(card.params, rel=card.params_tolerance, abs=0), (params, card.params)
-    if card.params_tolerance == 0:
-        assert params == card.params
+    if card.params is not None:
+        assert params == pytest.approx(card.params, rel=card.params_tolerance, abs=0), (params, card.params)
+        if card.params_tolerance == 0:
+            assert params == card.params
     if card.macs is not None:
-        assert count_macs(model, card.input_size) == pytest.approx(card.macs, rel=0.01)
+        assert count_macs(model, card.input_size) == pytest.approx(card.macs, rel=card.macs_tolerance)
+    if card.reference.split()[0] in ("torchvision", "timm"):  # a library's figures are exact
+        assert card.params_tolerance == 0 and card.macs_tolerance <= 0.01 and card.params is not None
     assert model.default_input_size == card.input_size
     assert card.paper and card.arxiv and card.idea and card.reference and card.year >= 1990
 

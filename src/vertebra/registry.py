@@ -25,12 +25,13 @@ class ModelCard:
     arxiv: str
     idea: str
     input_size: int
-    params: int | None  # reference parameter count (see ``reference``)
+    params: int | None  # reference parameter count (see ``reference``); None where none is published
     macs: int | None  # reference multiply-accumulates at ``input_size``; None where none is published
     reference: str  # where ``params`` and ``macs`` come from, e.g. "torchvision resnet50"
     # keyword arguments that build the reference model (tools/record_reference.py uses them)
     reference_kwargs: dict = field(default_factory=dict)
     params_tolerance: float = 0.0  # relative; non-zero only for figures a paper rounds
+    macs_tolerance: float = 0.01  # relative: 1% of a reference library's count, 2% of a paper's
     layouts: tuple[str, ...] = ()  # foreign weight layouts (key maps in vertebra.weights) it loads
     notes: str = ""  # where this model departs from the paper or the reference, and why
 

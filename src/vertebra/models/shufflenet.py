@@ -149,17 +149,6 @@ PAPER_MFLOPS = {(1, 1.0): 143, (2, 1.0): 140, (3, 1.0): 137, (4, 1.0): 133, (8, 
 # ShuffleNetV1 README), rounded to 0.1M, for g = 3 and 8 only; the paper gives none.
 AUTHORS_PARAMS = {(3, 0.5): 700_000, (3, 1.0): 1_900_000, (3, 1.5): 3_400_000, (3, 2.0): 5_400_000,
                   (8, 0.5): 1_000_000, (8, 1.0): 2_400_000, (8, 1.5): 4_300_000, (8, 2.0): 6_500_000}
-# This implementation's own counts (params, MACs at 224): no reference library has ShuffleNet V1.
-COUNTED = {
-    (1, 0.5): (534_484, 38_517_408), (2, 0.5): (643_932, 38_570_608), (3, 0.5): (718_324, 37_589_856),
-    (4, 0.5): (778_040, 37_468_832), (8, 0.5): (1_011_448, 40_469_760),
-    (1, 1.0): (1_531_936, 143_078_976), (2, 1.0): (1_733_848, 140_836_512), (3, 1.0): (1_865_728, 137_460_672),
-    (4, 1.0): (1_968_344, 134_339_776), (8, 1.0): (2_434_768, 138_365_952),
-    (1, 1.5): (2_993_032, 308_096_352), (2, 1.5): (3_272_312, 302_187_792), (3, 1.5): (3_442_168, 292_443_552),
-    (4, 1.5): (3_574_032, 285_767_712), (8, 1.5): (4_269_952, 290_188_800),
-    (1, 2.0): (4_918_744, 550_334_592), (2, 2.0): (5_257_896, 539_138_624), (3, 2.0): (5_450_776, 524_045_184),
-    (4, 2.0): (5_593_528, 510_289_536), (8, 2.0): (6_522_232, 521_942_016),
-}
 ROUNDING = ("Conv1 is 24 x s maps except at 1.5x, where it stays 24 as in the authors' code (which "
             "gives the paper's 292 MFLOPs; 36 maps would give 300); at 0.5x with g=8 it is 16, as in "
             "the authors' code, because 192 - 12 = 180 branch maps do not split into 8 groups. "
@@ -172,25 +161,21 @@ ROUNDING = ("Conv1 is 24 x s maps except at 1.5x, where it stays 24 as in the au
 GAPS = {(8, 0.5): "Table 2 gives one figure, 38, for the whole 0.5x row; with Conv1 at 16 maps this "
                   "model has 40.5M, which is what the authors' code README reports for it (40M). "}
 
-for (_g, _s), (_params, _macs) in COUNTED.items():
+for (_g, _s) in [(g, s) for s in SCALES.values() for g in STAGE_WIDTHS]:
     _suffix = next(k for k, v in SCALES.items() if v == _s)
     _paper = PAPER_MFLOPS.get((_g, _s))
     _published = AUTHORS_PARAMS.get((_g, _s))
-    _flops_note = (f"The paper gives {_paper} MFLOPs; this build counts {_macs / 1e6:.1f}M MACs "
-                   f"(convolutions and FC, {_macs / 1e6 / _paper - 1:+.1%}). " if _paper
-                   else "The paper gives no MFLOPs for this one. ") + GAPS.get((_g, _s), "")
-    if _published:  # rounded to 0.1M, and the authors' FC has no bias (1000 parameters fewer)
-        _params_source = f"params: the authors' code README ({_published / 1e6:.1f}M, rounded to 0.1M)"
-        _params, _tolerance = _published, 51_000 / _published
-    else:
-        _params_source = "params: this build's own count, no published figure exists"
-        _tolerance = 0.0
-    register(f"shufflenet_v1_g{_g}_{_suffix}", **SHUFFLENET_V1, input_size=224, params=_params,
-             macs=_macs, params_tolerance=_tolerance,
-             reference=f"paper, Tables 1, 2, 5 (no reference library); MACs: this build's count, "
-                       f"within 2% of the paper's MFLOPs where it gives one, except as the notes say; "
-                       f"{_params_source}",
-             notes=_flops_note + ROUNDING)(
+    _flops_note = ((f"MACs: the paper's {_paper} MFLOPs (multiply-adds), which this build's count "
+                    f"(convolutions and FC) must match within 2%. ") if _paper
+                   else "The paper gives no MFLOPs for this one: the card holds none. ")
+    register(f"shufflenet_v1_g{_g}_{_suffix}", **SHUFFLENET_V1, input_size=224,
+             params=_published, params_tolerance=51_000 / _published if _published else 0.0,
+             macs=_paper * 1_000_000 if _paper else None, macs_tolerance=0.07 if (_g, _s) in GAPS else 0.02,
+             reference="paper, Tables 1, 2, 5 (no reference library has ShuffleNet V1); params: "
+                       + (f"the authors' code README ({_published / 1e6:.1f}M, rounded to 0.1M; their FC "
+                          f"has no bias, 1,000 parameters fewer)" if _published
+                          else "none published for this one"),
+             notes=_flops_note + GAPS.get((_g, _s), "") + ROUNDING)(
         partial(ShuffleNetV1, _g, _s, stem_width=24 if _s == 1.5 else None))
 
 
