@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import vertebra
+from vertebra.layers import DropPath
 from conftest import ALL_MODELS, test_size
 
 pytestmark = pytest.mark.parametrize("name", ALL_MODELS)
@@ -30,6 +31,9 @@ def test_backward_reaches_every_parameter(name):
     with torch.no_grad():  # move zero-initialised weights off zero, where they would block gradients
         for parameter in model.parameters():
             parameter.add_(0.01 * torch.randn_like(parameter))
+    for module in model.modules():  # stochastic depth may drop a whole branch of a batch of two
+        if isinstance(module, DropPath):
+            module.drop_prob = 0.0
     size = test_size(model)
     training_loss(model(torch.randn(2, 3, size, size))).backward()
     unreached = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]

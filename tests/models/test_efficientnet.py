@@ -72,7 +72,7 @@ def test_mbconv_uses_swish_and_squeeze_excitation_of_a_quarter_of_its_input():
 
 
 def test_stochastic_depth_grows_linearly_over_the_blocks():
-    model = meta("efficientnet_b0", drop_path_rate=0.2)  # the paper's training setting
+    model = meta("efficientnet_b0")  # the paper's training setting, 0.2, is the default
     everything = blocks(model)
     assert len(everything) == 16
     for index, block in enumerate(everything):
@@ -82,7 +82,7 @@ def test_stochastic_depth_grows_linearly_over_the_blocks():
             assert isinstance(block.drop_path, nn.Identity)
     assert sum(b.has_shortcut for b in everything) == 16 - 7
     assert stochastic_depth_rates(4, 0.4) == pytest.approx([0.0, 0.1, 0.2, 0.3])
-    off = meta("efficientnet_b0")  # off by default
+    off = meta("efficientnet_b0", drop_path_rate=0.0)
     assert all(b.drop_path.drop_prob == 0 for b in blocks(off) if b.has_shortcut)
 
 

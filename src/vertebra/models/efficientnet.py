@@ -67,7 +67,7 @@ class EfficientNet(Backbone):
     meant for (its ``default_input_size``).  Each stage is one feature level; ``conv_head``
     (the paper's stage 9 convolution) belongs to the head, so ``features_only`` ends at the
     last MBConv stage.  ``small_input`` puts the stem at stride 1 for 32x32 images.
-    ``drop_path_rate`` turns on stochastic depth (the paper trains with 0.2).
+    ``drop_path_rate`` is stochastic depth's final rate (0.2 as the paper and torchvision).
     ``bn_eps``/``bn_momentum`` are BatchNorm's (torch convention: TensorFlow's 0.99 is 0.01).
     """
 
@@ -76,7 +76,7 @@ class EfficientNet(Backbone):
 
     def __init__(self, *, width_mult: float = 1.0, depth_mult: float = 1.0, resolution: int = 224,
                  num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
-                 drop_path_rate: float = 0.0, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 drop_path_rate: float = 0.2, bn_eps: float = 1e-5, bn_momentum: float = 0.1,
                  small_input: bool = False):
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                          small_input=small_input)
@@ -150,8 +150,7 @@ NOTES = {
     True: "BatchNorm eps 1e-3, momentum 0.01: the paper's TensorFlow setting, as torchvision's ported weights",
 }
 SMALL_INPUT = ("; small_input puts the stem convolution at stride 1 (total stride 16); stochastic depth "
-               "is off by default as in vertebra's other families: the paper and torchvision train "
-               "with drop_path_rate=0.2, growing as rate * i / n over the blocks")
+               "as the paper and torchvision: drop_path_rate=0.2, growing as rate * i / n over the blocks")
 
 for _name, (_width, _depth, _resolution, _dropout, _params, _macs) in SCALED.items():
     _tf = _name in TF_BATCHNORM
