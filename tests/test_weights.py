@@ -164,3 +164,15 @@ def test_bad_paths_and_files(tmp_path):
         vertebra.load_weights(model, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="layout 'timm_resnetv2' is not one resnet18 loads"):
         vertebra.load_weights(model, tmp_path / "other.pth", layout="timm_resnetv2")
+
+
+def test_auxiliary_classifiers_adapt_and_switch_off(tmp_path):
+    """torchvision-layout GoogLeNet weights into another num_classes, and into aux_logits=False."""
+    info, state = reference_state("googlenet_tv")
+    torch.save(state, tmp_path / "googlenet.pth")
+    model = vertebra.create_model("googlenet_tv", num_classes=7, pretrained=tmp_path / "googlenet.pth")
+    assert model.aux1.fc2.weight.shape == (7, 1024) and model.head.fc.weight.shape == (7, 1024)
+    torch.testing.assert_close(model.aux1.fc1.weight, state["aux1.fc1.weight"])
+    plain = vertebra.create_model("googlenet_tv", aux_logits=False, pretrained=tmp_path / "googlenet.pth")
+    assert plain.aux1 is None
+    assert reference_logits_error(plain, "googlenet_tv", info) <= 1e-4

@@ -94,9 +94,10 @@ class Backbone(nn.Module):
 
     # Names of the modules after the last stage: removed for ``features_only``.
     head_modules: tuple[str, ...] = ("head",)
-    # State-dict prefixes the weight loader adapts when a pretrained file's shapes differ.
+    # State-dict prefixes the weight loader adapts when a pretrained file's shapes differ; the
+    # classifier may be a tuple of prefixes (auxiliary classifiers).
     first_conv: str = "stem.conv1.conv"
-    classifier: str = "head.fc"
+    classifier: str | tuple[str, ...] = "head.fc"
 
     def __init__(self, *, num_classes: int, in_chans: int, drop_rate: float, small_input: bool):
         super().__init__()

@@ -4,8 +4,11 @@ from .conv_norm_act import ConvNormAct, NormAct
 from .drop_path import DropPath, drop_path, drop_path_rates
 from .inverted_residual import InvertedResidual
 from .make_divisible import make_divisible
+from .recurrent import LSTM, RNN, LSTMCell, LSTMGates, RNNCell
+from .scaling import check_multiplier, round_channels, round_repeats
 from .separable import SeparableConv
 from .squeeze_excite import SqueezeExcite
 
 __all__ = ["ChannelShuffle", "channel_shuffle", "ConvNormAct", "NormAct", "DropPath", "drop_path",
-           "drop_path_rates", "InvertedResidual", "make_divisible", "SeparableConv", "SqueezeExcite"]
+           "drop_path_rates", "InvertedResidual", "make_divisible", "SeparableConv", "SqueezeExcite",
+           "RNN", "LSTM", "RNNCell", "LSTMCell", "LSTMGates", "check_multiplier", "round_channels", "round_repeats"]

@@ -178,6 +178,7 @@ class GoogLeNet(InceptionNet):
 
     aux_taps = {"inception4a": "aux1", "inception4d": "aux2"}
     head_modules = ("aux1", "aux2", "head")
+    classifier = ("head.fc", "aux1.fc2", "aux2.fc2")  # re-initialised for another num_classes
 
     def __init__(self, rows: dict, stages: tuple, conv: Callable, *, five: str = "5x5", lrn: bool = False,
                  last_pool: int = 3, aux_logits: bool = True, transform_input: bool = False,

@@ -186,6 +186,7 @@ class InceptionV3(InceptionNet):
 
     aux_taps = {"mixed_6e": "aux"}
     head_modules = ("aux", "head")
+    classifier = ("head.fc", "aux.fc")  # re-initialised for another num_classes
     outputs = InceptionOutputs
 
     def __init__(self, *, aux_logits: bool = True, transform_input: bool = False, num_classes: int = 1000,

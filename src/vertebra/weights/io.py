@@ -164,8 +164,9 @@ def _convert(model: nn.Module, source: dict, layout: str) -> tuple[str, dict]:
 
 
 def _adapt(model: nn.Module, state: dict, target: dict, report: LoadReport) -> None:
-    classifier = getattr(model, "classifier", None)
-    keys = {k for k in set(state) | set(target) if classifier and k.startswith(classifier + ".")}
+    classifier = getattr(model, "classifier", None) or ()
+    prefixes = tuple(f"{p}." for p in ((classifier,) if isinstance(classifier, str) else classifier))
+    keys = {k for k in set(state) | set(target) if prefixes and k.startswith(prefixes)}
     for key in sorted(keys):  # another number of classes: fresh tensors where the shapes differ
         if key not in state or key not in target or state[key].shape != target[key].shape:
             if key in state:
@@ -173,6 +174,13 @@ def _adapt(model: nn.Module, state: dict, target: dict, report: LoadReport) -> N
             state.pop(key, None)
             if key in target:
                 state[key] = target[key]
+    # optional parts switched off (GoogLeNet's aux_logits=False leaves aux1 = None): not unexpected
+    switched_off = [n for n, v in vars(model).items() if v is None and not n.startswith("_")]
+    switched_off += [n for n, v in model._modules.items() if v is None]
+    absent = tuple(f"{name}." for name in switched_off)
+    for key in [k for k in state if absent and k.startswith(absent) and k not in target]:
+        del state[key]
+        report.skipped.append(key)
     key = f"{getattr(model, 'first_conv', '')}.weight"
     if key in state and key in target and state[key].shape[1] != target[key].shape[1]:
         state[key] = adapt_input_conv(state[key], target[key].shape[1])
