@@ -61,12 +61,29 @@ def test_latency_is_measured_and_json_round_trips():
     assert result.table(top=5).row_count == 6  # five layers and the total
 
 
-def test_paper_figures():
-    """ResNet-50: about 4.1 GMACs at 224 (He et al. 2015, Table 1: 3.8 x 10^9 FLOPs, counting
-    the conv layers only, with the stride on the first 1x1 that torchvision moved)."""
+# MACs at 224 as the papers state them ("FLOPs" there are multiply-adds), with the tolerance
+# their rounding allows; MobileNet V3-Large's card explains its 1.1% gap (the authors' own
+# release lists 217M for the same model).
+PAPER_MACS = {
+    "mobilenet_v1_100": (569e6, 0.005),  # Howard et al. 2017, Table 8
+    "mobilenet_v2_100": (300e6, 0.01),  # Sandler et al. 2018, Table 4
+    "mobilenet_v3_large": (219e6, 0.02),  # Howard et al. 2019, Table 3
+    "shufflenet_v2_x1_0": (146e6, 0.01),  # Ma et al. 2018, Table 8
+    "resnet50": (4.1e9, 0.01),  # torchvision's v1.5 layout; the paper's 3.8e9 counts its own stride placement
+    "efficientnet_b0": (0.39e9, 0.02),  # Tan & Le 2019, Table 2
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_MACS))
+def test_paper_figures(name):
+    macs, tolerance = PAPER_MACS[name]
     with torch.device("meta"):
-        model = vertebra.create_model("resnet50")
-    assert count_macs(model, 224) == pytest.approx(4.1e9, rel=0.01)
+        model = vertebra.create_model(name)
+    assert count_macs(model, 224) == pytest.approx(macs, rel=tolerance)
+
+
+def test_resnet50_with_the_papers_stride_placement():
+    """He et al. 2015, Table 1: 3.8 x 10^9 FLOPs, with the stride on the first 1x1."""
     with torch.device("meta"):
         paper = vertebra.create_model("resnet50", stride_in_1x1=True)
     assert count_macs(paper, 224) == pytest.approx(3.8e9, rel=0.08)

@@ -93,12 +93,13 @@ def test_width_multiplier():
 
 
 def test_pretrained_with_other_classes_keeps_the_body(tmp_path):
-    """torchvision's checkpoint loads; a new number of classes re-initialises the whole head."""
+    """torchvision's checkpoint loads; a new number of classes re-initialises only the classifier,
+    the hidden layer before it keeps its pretrained weights."""
     manifest = json.loads((FIXTURES / "mobilenet_v3_small.json").read_text())["manifest"]
     state = synthetic_state_dict(manifest)
     torch.save(state, tmp_path / "small.pth")
     model = vertebra.create_model("mobilenet_v3_small", num_classes=10, pretrained=tmp_path / "small.pth")
     assert torch.equal(model.stem.conv.weight, state["features.0.0.weight"])
     assert model.head.hidden.weight.shape == state["classifier.0.weight"].shape
-    assert not torch.equal(model.head.hidden.weight, state["classifier.0.weight"])
+    assert torch.equal(model.head.hidden.weight, state["classifier.0.weight"])
     assert model.head.fc.out_features == 10

@@ -111,9 +111,10 @@ def test_v1_cards_say_what_their_figures_are():
     published = vertebra.model_info("shufflenet_v1_g3_x1_0")
     assert published.params == 1_900_000 and published.params_tolerance > 0
     assert "authors' code README" in published.reference and "137 MFLOPs" in published.notes
+    assert published.macs == 137_000_000 and published.macs_tolerance == 0.02
     unpublished = vertebra.model_info("shufflenet_v1_g2_x1_5")
-    assert unpublished.params_tolerance == 0 and "own count" in unpublished.reference
-    assert "no MFLOPs" in unpublished.notes
+    assert unpublished.params is None and "none published" in unpublished.reference
+    assert unpublished.macs is None and "no MFLOPs" in unpublished.notes
 
 
 # -- ShuffleNet V2 (Ma et al. 2018) -------------------------------------------------------------

@@ -101,9 +101,9 @@ def _check_conv(name: str, conv: nn.Conv2d, row: LayerCost, report: GuidelineRep
         report.g2_group_convs.append(Finding(name, f"{groups} groups, {c1}->{c2} channels",
                                              {"groups": groups, "memory_access": accessed, "macs": row.macs,
                                               "memory_access_per_mac": round(accessed / max(row.macs, 1), 3)}))
-    if conv.kernel_size == (1, 1) and c1 != c2 and groups == 1:
-        macs = hw * c1 * c2
-        bound = 2 * math.sqrt(hw * macs) + macs / hw  # G1's lower bound at c1 == c2
+    if conv.kernel_size == (1, 1) and c1 != c2:  # grouped ones too: ShuffleNet V1's bottlenecks
+        macs = hw * c1 * c2 // groups
+        bound = 2 * math.sqrt(hw * macs) + macs / hw  # G1's lower bound at c1 == c2 for these MACs
         report.g1_unequal_1x1.append(Finding(name, f"1x1 convolution {c1}->{c2}",
                                              {"ratio": round(max(c1, c2) / min(c1, c2), 2),
                                               "memory_access": accessed,

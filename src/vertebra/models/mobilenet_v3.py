@@ -80,7 +80,7 @@ class MobileNetV3(Backbone):
     """
 
     first_conv = "stem.conv"
-    classifier = "head"  # a different num_classes re-initialises the hidden layer with the classifier
+    classifier = "head.fc"  # a different num_classes re-initialises the classifier, not the hidden layer
     head_modules = ("conv_head", "head")
 
     def __init__(self, arch: dict, width_mult: float = 1.0, *, num_classes: int = 1000, in_chans: int = 3,
