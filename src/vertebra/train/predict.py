@@ -1,0 +1,63 @@
+"""`vertebra evaluate` and `vertebra predict`: a trained checkpoint on data or on image files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..registry import create_model
+from ..weights import load_weights, read_weights
+from .data import DIGITS_SIZE, ImageFolder, digits
+from .data import Augmented as _Augmented
+from .transforms import EvalTransform
+
+
+def load_trained(model_name: str, weights: str | Path):
+    """The model a training run saved, rebuilt from the weights file's card; and that card."""
+    _, card = read_weights(weights)
+    if not card:
+        raise ValueError(f"{weights} has no vertebra card: evaluate and predict need weights saved by vertebra")
+    if card["model"] != model_name:
+        raise ValueError(f"{weights} holds weights of {card['model']}, not {model_name}")
+    model = create_model(model_name, **card["kwargs"])
+    load_weights(model, weights)
+    return model.eval(), card.get("metadata", {})
+
+
+def evaluation_set(data: str, metadata: dict):
+    if data == "digits":
+        return digits().test
+    folder = ImageFolder(data, metadata.get("classes"))
+    return _Augmented(folder, EvalTransform(metadata.get("input_size", 224)))
+
+
+def per_class_accuracy(confusion: np.ndarray) -> list[float]:
+    totals = confusion.sum(1)
+    return [float(confusion[i, i] / totals[i]) if totals[i] else float("nan") for i in range(len(totals))]
+
+
+def load_image(path: str | Path, metadata: dict) -> torch.Tensor:
+    """An image file preprocessed as the model's training data was."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if metadata.get("data") == "digits":
+                grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+                tensor = F.interpolate(torch.from_numpy(grey)[None, None], size=(DIGITS_SIZE, DIGITS_SIZE),
+                                       mode="bilinear", align_corners=False, antialias=True)[0]
+                return ((tensor - 0.5) / 0.5).expand(3, -1, -1)
+            rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy())
+    except (OSError, UnidentifiedImageError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from None
+    return EvalTransform(metadata.get("input_size", 224))(rgb.permute(2, 0, 1).float() / 255.0)
+
+
+@torch.no_grad()
+def predict(model, images: list[torch.Tensor], classes: list[str], top_k: int = 5) -> list[list[tuple[str, float]]]:
+    probabilities = model(torch.stack(images)).softmax(1)
+    top = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+    return [[(classes[i] if i < len(classes) else str(i), float(p)) for p, i in zip(values, indices)]
+            for values, indices in zip(top.values.tolist(), top.indices.tolist())]
