@@ -107,3 +107,15 @@ def test_bad_training_settings_are_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="unknown model"):
         train(TrainConfig("resnet5", out=tmp_path / "y"))
     assert not (tmp_path / "x").exists()
+
+
+def test_bf16_autocast_trains_or_says_why_not(tmp_path, monkeypatch):
+    from vertebra.hardware import cpu_supports_bf16
+
+    config = TrainConfig(MODEL, out=tmp_path / "bf16", bf16=True, **{**QUICK, "epochs": 1, "limit": 64})
+    if cpu_supports_bf16():
+        result = train(config)
+        assert torch.isfinite(torch.tensor(result.history[-1]["train_loss"]))
+    monkeypatch.setattr("vertebra.train.loop.cpu_supports_bf16", lambda: False)
+    with pytest.raises(ValueError, match="AVX512-BF16 or AMX"):
+        train(TrainConfig(MODEL, out=tmp_path / "other", bf16=True, **QUICK))
