@@ -51,3 +51,10 @@ def test_bad_sizes_and_options_are_one_line_errors():
         run = subprocess.run([sys.executable, "-m", "vertebra", *args], capture_output=True, text=True)
         assert run.returncode == 2 and "Traceback" not in run.stderr
         assert run.stderr.strip().splitlines()[-1].startswith(("vertebra", "usage")) or "error:" in run.stderr
+
+
+def test_gates_draws_a_heat_map(tmp_path, capsys):
+    out = tmp_path / "gates.png"
+    assert main(["gates", "lstm_classifier", "--index", "3", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert main(["gates", "resnet18", "--out", str(out)]) == 2

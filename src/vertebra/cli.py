@@ -192,6 +192,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gates(args: argparse.Namespace) -> int:
+    """Heat maps of an LSTM classifier's gates over the rows of one embedded test digit."""
+    from .analysis import gate_activations, plot_gates
+    from .train import digits
+    from .train.predict import load_trained
+
+    if args.weights:
+        model, _ = load_trained(args.model, args.weights)
+    else:
+        model = create_model(args.model, num_classes=10, small_input=True).eval()
+    if not hasattr(model, "forward_gates") or "lstm" not in args.model:
+        raise ValueError(f"{args.model} has no gates to show: choose lstm_classifier or bilstm_classifier")
+    test = digits().test
+    if not 0 <= args.index < len(test):
+        raise ValueError(f"--index must be in 0..{len(test) - 1}, got {args.index}")
+    image, label = test[args.index]
+    layers = gate_activations(model, image[None])
+    if not 0 <= args.layer < len(layers):
+        raise ValueError(f"--layer must be in 0..{len(layers) - 1}, got {args.layer}")
+    path = plot_gates(layers[args.layer], args.out, image=image,
+                      title=f"{args.model}, layer {args.layer}, on a digit {label}")
+    console.print(f"gate heat map: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vertebra", description="Classic computer-vision backbones, "
                                      "faithful to their papers.")
@@ -257,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     guess.add_argument("--top-k", type=_positive, default=5)
     guess.add_argument("--json", action="store_true")
     guess.set_defaults(run=cmd_predict)
+    gates = commands.add_parser("gates", help="PNG heat map of an LSTM's gates over one digit's rows")
+    gates.add_argument("model", help="lstm_classifier or bilstm_classifier")
+    gates.add_argument("--weights", help="a .safetensors file saved by vertebra train (default: untrained)")
+    gates.add_argument("--index", type=int, default=0, help="which embedded test digit")
+    gates.add_argument("--layer", type=int, default=0)
+    gates.add_argument("--out", default="gates.png")
+    gates.set_defaults(run=cmd_gates)
     return parser
 
 
