@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def write_table(rows, machine: str) -> None:
              "| model | family | year | paper | input | params (M) | MACs (G) | memory access (MB) | latency (ms) |",
              "|---|---|---|---|---|---:|---:|---:|---:|"]
     for card, result in sorted(rows, key=lambda r: (r[0].year, r[0].family, r[0].name)):
-        lines.append(f"| {card.name} | {card.family} | {card.year} | [{card.paper}](https://arxiv.org/abs/{card.arxiv}) "
+        paper = (f"[{card.paper}](https://arxiv.org/abs/{card.arxiv})" if re.fullmatch(r"\d{4}\.\d{4,5}", card.arxiv)
+                 else f"{card.paper}, {card.arxiv.removeprefix('none (').rstrip(')')}")
+        lines.append(f"| {card.name} | {card.family} | {card.year} | {paper} "
                      f"| {card.input_size} | {result.params / 1e6:.2f} | {result.macs / 1e9:.3f} "
                      f"| {result.memory_access / 2**20:.1f} | {result.latency_ms:.1f} |")
     (DOCS / "ZOO.md").write_text("\n".join(lines) + "\n")

@@ -111,3 +111,17 @@ def test_transform_input_renormalises_imagenet_inputs():
     torch.testing.assert_close(model.stem.transform((x - mean) / std), x * 2 - 1)
     with pytest.raises(ValueError, match="in_chans=1"):
         vertebra.create_model("inception_v3", transform_input=True, in_chans=1)
+
+
+def test_the_training_engine_uses_each_papers_auxiliary_weight():
+    import torch
+
+    from vertebra.train.loop import training_loss
+
+    assert vertebra.create_model("googlenet").aux_loss_weight == 0.3
+    assert vertebra.create_model("inception_v3").aux_loss_weight == 0.4
+    logits, aux = torch.zeros(2, 3), torch.tensor([[5.0, 0, 0], [0, 5.0, 0]])
+    target = torch.tensor([2, 2])
+    criterion = torch.nn.CrossEntropyLoss()
+    loss, _ = training_loss(vertebra.models.inception.InceptionOutputs(logits, aux), target, criterion, 0.4)
+    assert torch.isclose(loss, criterion(logits, target) + 0.4 * criterion(aux, target))

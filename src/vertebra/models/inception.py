@@ -176,6 +176,8 @@ class GoogLeNet(InceptionNet):
     the stem's pool, so a 32x32 input reaches the last stage at 4x4.
     """
 
+    aux_loss_weight = AUX_WEIGHTS[GoogLeNetOutputs]  # the training engine's weight per auxiliary loss
+
     aux_taps = {"inception4a": "aux1", "inception4d": "aux2"}
     head_modules = ("aux1", "aux2", "head")
     classifier = ("head.fc", "aux1.fc2", "aux2.fc2")  # re-initialised for another num_classes

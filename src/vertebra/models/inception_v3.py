@@ -20,7 +20,7 @@ from torch import nn
 from ..backbone import ClassifierHead, FeatureInfo
 from ..layers import ConvNormAct
 from ..registry import register
-from .inception import InceptionNet, InceptionOutputs
+from .inception import AUX_WEIGHTS, InceptionNet, InceptionOutputs
 
 ReLU = partial(nn.ReLU, inplace=True)
 BatchNorm = partial(nn.BatchNorm2d, eps=1e-3)  # the TensorFlow model's epsilon
@@ -183,6 +183,8 @@ class InceptionV3(InceptionNet):
     pads every unpadded 3x3 convolution and pool by 1, so a 32x32 input halves exactly, stage by
     stage, down to 4x4 (strides 1, 2, 4, 8), and the auxiliary head reads an 8x8 map.
     """
+
+    aux_loss_weight = AUX_WEIGHTS[InceptionOutputs]  # the training engine's weight for the aux loss
 
     aux_taps = {"mixed_6e": "aux"}
     head_modules = ("aux", "head")

@@ -22,7 +22,7 @@ from .data import DataSplits, collate, load_data
 from .distributed import World, close_world, init_world
 from .plots import plot_history
 
-AUX_WEIGHT = 0.3  # GoogLeNet's weight for auxiliary classifiers, the default for any model that has them
+AUX_WEIGHT = 0.3  # GoogLeNet's weight for auxiliary classifiers; a model's own aux_loss_weight wins
 
 
 @dataclass
@@ -223,6 +223,7 @@ def _train_epoch(model, loader, optimizer, scheduler, criterion, config, world, 
                TimeElapsedColumn()]
     start = time.perf_counter()
     autocast = torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    aux_weight = getattr(getattr(model, "module", model), "aux_loss_weight", AUX_WEIGHT)
     with Progress(*columns, console=console, disable=not world.is_main, transient=False) as bar:
         task = bar.add_task("train", total=len(loader), epoch=epoch, epochs=config.epochs, loss=0.0, acc=0.0, ips=0.0)
         for images, labels, bad in loader:
@@ -235,7 +236,7 @@ def _train_epoch(model, loader, optimizer, scheduler, criterion, config, world, 
             if config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast:
-                loss, logits = training_loss(model(images), labels, criterion, AUX_WEIGHT)
+                loss, logits = training_loss(model(images), labels, criterion, aux_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip_grad:
