@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..backbone import Backbone, FeatureInfo
-from ..layers import ConvNormAct
+from ..layers import ConvNormAct, FullyConnectedHead
 from ..registry import register
 
 ReLU = partial(nn.ReLU, inplace=True)
@@ -33,41 +33,6 @@ def response_norm() -> nn.LocalResponseNorm:
     """Sec. 3.3 with k=2, n=5, alpha=1e-4, beta=0.75.  The paper sums alpha * a^2 over the n
     neighbours; torch divides alpha by n first, so it gets alpha * n."""
     return nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
-
-
-class AlexNetHead(nn.Module):
-    """FC-4096, FC-4096, FC-classes with ReLU and dropout 0.5 (Sec. 4.2).
-
-    The paper drops the outputs of fc6 and fc7; torchvision drops their inputs
-    (``dropout_inputs=True``).  The pool5 map is average-pooled to 6x6 so that any input size
-    works (at 224 it is 6x6 already).  ``num_classes=0`` gives the global average of pool5.
-    """
-
-    def __init__(self, in_chs: int, num_classes: int, drop_rate: float, dropout_inputs: bool):
-        super().__init__()
-        self.in_chs, self.dropout_inputs = in_chs, dropout_inputs
-        self.pool = nn.AdaptiveAvgPool2d(6)
-        self.act, self.drop = ReLU(), nn.Dropout(drop_rate)
-        self.fc6 = self.fc7 = self.fc8 = None
-        self.reset(num_classes)
-
-    def reset(self, num_classes: int) -> None:
-        device = next((p.device for p in self.parameters()), None)
-        if num_classes == 0:
-            self.fc6 = self.fc7 = self.fc8 = None
-            return
-        if self.fc6 is None:  # fine-tuning keeps fc6 and fc7; only the last layer is new
-            self.fc6 = nn.Linear(self.in_chs * 36, 4096, device=device)
-            self.fc7 = nn.Linear(4096, 4096, device=device)
-        self.fc8 = nn.Linear(4096, num_classes, device=device)
-
-    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if pre_logits or self.fc8 is None:
-            return x.mean((2, 3))
-        x = self.pool(x).flatten(1)
-        for fc in (self.fc6, self.fc7):
-            x = self.act(fc(self.drop(x))) if self.dropout_inputs else self.drop(self.act(fc(x)))
-        return self.fc8(x)
 
 
 class AlexNet(Backbone):
@@ -107,7 +72,8 @@ class AlexNet(Backbone):
             self.feature_info.append(FeatureInfo(in_chs, reduction, f"stages.{index}"))
         self.stages = nn.Sequential(*stages)
         self.num_features = in_chs
-        self.head = AlexNetHead(in_chs, num_classes, drop_rate, dropout_inputs)
+        # pool5 is average-pooled to 6x6 so that any input size works (at 224 it is 6x6 already)
+        self.head = FullyConnectedHead(in_chs, num_classes, drop_rate, grid=6, dropout_inputs=dropout_inputs)
         # the smallest input whose pool5 map is still 1x1: 63 (torchvision's min_size)
         self.min_input_size = reduction if small_input else 63
         self.default_input_size = 32 if small_input else 224

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..backbone import Backbone, FeatureInfo
-from ..layers import ConvNormAct
+from ..layers import ConvNormAct, FullyConnectedHead
 from ..registry import register
 
 ReLU = partial(nn.ReLU, inplace=True)
@@ -37,43 +37,8 @@ def fully_connected(in_features: int, out_features: int, device=None) -> nn.Line
     return layer
 
 
-class VGGHead(nn.Module):
-    """FC-4096, FC-4096, FC-classes with ReLU and dropout 0.5 after the first two (Sec. 2.1, 3.1).
-
-    The pool5 map is first average-pooled to 7x7, torchvision's way of accepting any input size
-    (at 224 it is 7x7 already).  ``num_classes=0`` drops the three layers and returns the
-    contract's pooled features: the global average of the 512-channel map.
-    """
-
-    def __init__(self, in_chs: int, num_classes: int, drop_rate: float, hidden: int = 4096, grid: int = 7):
-        super().__init__()
-        self.in_chs, self.hidden, self.grid = in_chs, hidden, grid
-        self.pool = nn.AdaptiveAvgPool2d(grid)
-        self.act, self.drop = ReLU(), nn.Dropout(drop_rate)
-        self.fc6 = self.fc7 = self.fc8 = None
-        self.reset(num_classes)
-
-    def reset(self, num_classes: int) -> None:
-        device = next((p.device for p in self.parameters()), None)
-        if num_classes == 0:
-            self.fc6 = self.fc7 = self.fc8 = None
-            return
-        if self.fc6 is None:  # fine-tuning keeps fc6 and fc7; only the last layer is new
-            self.fc6 = fully_connected(self.in_chs * self.grid ** 2, self.hidden, device)
-            self.fc7 = fully_connected(self.hidden, self.hidden, device)
-        self.fc8 = fully_connected(self.hidden, num_classes, device)
-
-    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if pre_logits or self.fc8 is None:
-            return x.mean((2, 3))
-        x = self.pool(x).flatten(1)
-        x = self.drop(self.act(self.fc6(x)))
-        x = self.drop(self.act(self.fc7(x)))
-        return self.fc8(x)
-
-
 class VGG(Backbone):
-    """Five stages of 3x3 convolutions, each ending in a 2x2 stride-2 max-pool, and VGGHead.
+    """Five stages of 3x3 convolutions, each ending in a 2x2 stride-2 max-pool, and the fully connected head.
 
     ``batch_norm`` puts BN after every convolution (the _bn models; the paper predates BN).
     ``small_input`` drops the first max-pool, so a 32x32 image ends at 2x2 instead of 1x1.
@@ -103,7 +68,9 @@ class VGG(Backbone):
             self.feature_info.append(FeatureInfo(in_chs, reduction, f"stages.{index}"))
         self.stages = nn.Sequential(*stages)
         self.num_features = in_chs
-        self.head = VGGHead(in_chs, num_classes, drop_rate)
+        # FC-4096, FC-4096, FC-classes (Sec. 2.1), after pool5 average-pooled to 7x7 (torchvision's
+        # way of accepting any input size)
+        self.head = FullyConnectedHead(in_chs, num_classes, drop_rate, grid=7, linear=fully_connected)
         self.min_input_size = reduction
         self.default_input_size = 32 if small_input else 224
         self.init_weights()
