@@ -23,8 +23,11 @@ def test_reset_keeps_the_hidden_layers_and_zero_classes_drops_them():
 
 
 def test_dropout_placement():
-    before = FullyConnectedHead(4, 2, 0.5, grid=1, hidden=8, dropout_inputs=True).train()
-    torch.manual_seed(0)
-    x = torch.randn(64, 4, 1, 1)
-    out = before(x)
-    assert out.shape == (64, 2) and torch.isfinite(out).all()
+    """torchvision's AlexNet drops fc6's inputs; the papers drop fc6's outputs (after ReLU)."""
+    seen = {}
+    x = torch.randn(64, 4, 1, 1)  # no exact zeros
+    for inputs in (True, False):
+        head = FullyConnectedHead(4, 2, 0.5, grid=1, hidden=8, dropout_inputs=inputs).train()
+        head.fc6.register_forward_pre_hook(lambda m, args, inputs=inputs: seen.__setitem__(inputs, args[0]))
+        head(x)
+    assert (seen[True] == 0).any() and not (seen[False] == 0).any()
