@@ -20,6 +20,8 @@ import time
 
 import torch
 
+from vertebra.analysis import saved_tensor_bytes  # the editable install puts vertebra on the path
+
 
 def build(source: str, name: str, memory_efficient: bool) -> torch.nn.Module:
     if source == "torchvision":
@@ -29,19 +31,6 @@ def build(source: str, name: str, memory_efficient: bool) -> torch.nn.Module:
     import vertebra
 
     return vertebra.create_model(name, memory_efficient=memory_efficient)
-
-
-def saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
-    storages = {}  # a tensor saved by two operations (a ReLU's output, the next conv's input) counts once
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    return sum(storages.values())
 
 
 def peak_bytes(device: str) -> int:
@@ -72,7 +61,7 @@ def child(args) -> None:
         "source": args.source, "model": args.model, "memory_efficient": args.memory_efficient,
         "device": args.device, "batch": args.batch, "size": args.size, "threads": torch.get_num_threads(),
         "peak_rise_mib": round(rise / 2**20, 1),
-        "saved_for_backward_mib": round(saved_bytes(model, x) / 2**20, 1),
+        "saved_for_backward_mib": round(saved_tensor_bytes(model, x)[1] / 2**20, 1),
         "step_seconds": round(seconds, 3),
     }))
 

@@ -98,3 +98,14 @@ def test_bad_arguments():
         profile(Pointwise(5, 2), 8)
     with pytest.raises(ValueError, match="positive"):
         profile("resnet18", 64, batch_size=0)
+
+
+def test_saved_tensor_bytes_counts_what_backward_keeps():
+    from vertebra.analysis import saved_tensor_bytes
+
+    layer = nn.Linear(64, 32)
+    x = torch.randn(8, 64, requires_grad=True)
+    out, saved = saved_tensor_bytes(layer, x)
+    assert out.shape == (8, 32) and saved >= x.numel() * 4  # the input, kept for the weight gradient
+    with torch.no_grad():
+        assert saved_tensor_bytes(layer, x)[1] == 0

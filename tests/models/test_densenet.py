@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import vertebra
+from vertebra.analysis import saved_tensor_bytes
 from vertebra.models.densenet import DenseNet
 from vertebra.weights import KEYMAPS
 
@@ -63,26 +64,12 @@ def tiny(memory_efficient):
                     num_classes=5, small_input=True).train()
 
 
-def saved_bytes(model, x):
-    """Bytes autograd keeps for the backward pass of ``model(x)``."""
-    storages = {}  # a tensor saved by two operations (a ReLU's output, the next conv's input) counts once
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)
-    return out, sum(storages.values())
-
-
 def test_memory_efficient_mode_is_the_same_network_with_less_saved_memory():
     plain, efficient = tiny(False), tiny(True)
     efficient.load_state_dict(plain.state_dict())
     x = torch.randn(4, 3, 32, 32)
-    out_plain, bytes_plain = saved_bytes(plain, x)
-    out_efficient, bytes_efficient = saved_bytes(efficient, x)
+    out_plain, bytes_plain = saved_tensor_bytes(plain, x)
+    out_efficient, bytes_efficient = saved_tensor_bytes(efficient, x)
     assert torch.equal(out_plain, out_efficient)
     out_plain.square().sum().backward()
     out_efficient.square().sum().backward()

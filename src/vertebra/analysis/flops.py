@@ -37,3 +37,19 @@ def count_macs(model: nn.Module, input_size: int | tuple[int, int], batch_size: 
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+def saved_tensor_bytes(fn, *args):
+    """``fn(*args)`` and the bytes autograd keeps for its backward pass: the activation memory
+    of training.  A tensor saved by two operations (a ReLU's output, the next conv's input)
+    counts once."""
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(*args)
+    return out, sum(storages.values())
