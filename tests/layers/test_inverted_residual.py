@@ -31,3 +31,13 @@ def test_bad_settings():
         InvertedResidual(8, 8, 3, 1, 0)
     with pytest.raises(ValueError, match="stride"):
         InvertedResidual(8, 8, 3, 3, 8)
+
+
+def test_repeated_blocks_strides_only_the_first_of_each_row():
+    from vertebra.layers.inverted_residual import repeated_blocks
+
+    stage, out_chs, stride = repeated_blocks(8, [(16, 2, 2, 6), (24, 3, 1, 6)],
+                                             lambda c, o, s, t: InvertedResidual(c, o, 3, s, c * t))
+    assert len(stage) == 5 and out_chs == 24 and stride == 2
+    assert [b.dw.conv.stride[0] for b in stage] == [2, 1, 1, 1, 1]
+    assert [b.project.conv.out_channels for b in stage] == [16, 16, 24, 24, 24]

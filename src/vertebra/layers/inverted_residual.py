@@ -44,3 +44,16 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.se(self.dw(self.expand(x))))
         return self.drop_path(out) + x if self.has_shortcut else out
+
+
+def repeated_blocks(in_chs: int, rows, make_block) -> tuple[nn.Sequential, int, int]:
+    """One stage from an architecture table's rows ``(out_chs, repeats, first_stride, row)``:
+    ``repeats`` blocks per row, the first at ``first_stride``, each ``make_block(in_chs, out_chs,
+    stride, row)``.  Returns the stage, its output channels and its total stride."""
+    blocks, total_stride = [], 1
+    for out_chs, repeats, first_stride, row in rows:
+        for index in range(repeats):
+            stride = first_stride if index == 0 else 1
+            blocks.append(make_block(in_chs, out_chs, stride, row))
+            in_chs, total_stride = out_chs, total_stride * stride
+    return nn.Sequential(*blocks), in_chs, total_stride

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..backbone import Backbone, ClassifierHead, FeatureInfo
 from ..layers import ConvNormAct, InvertedResidual, SeparableConv, make_divisible
+from ..layers.inverted_residual import repeated_blocks
 from ..layers.scaling import check_multiplier
 from ..registry import register
 
@@ -58,16 +59,13 @@ class MnasNet(Backbone):
                                               pw_norm=BatchNorm, pw_act=None))]
         self.feature_info.append(FeatureInfo(in_chs, reduction, "stages.0"))
         for rows in STAGES:
-            blocks = []
-            for k, t, c, n, s in rows:
-                out_chs = make_divisible(c * alpha)
-                for i in range(n):
-                    stride = s if i == 0 else 1
-                    blocks.append(InvertedResidual(in_chs, out_chs, k, stride, in_chs * t, act=ReLU,
-                                                   norm=BatchNorm))
-                    in_chs, reduction = out_chs, reduction * stride
+            stage, in_chs, stride = repeated_blocks(
+                in_chs, [(make_divisible(c * alpha), n, s, (k, t)) for k, t, c, n, s in rows],
+                lambda chs, out_chs, stride, kt: InvertedResidual(chs, out_chs, kt[0], stride, chs * kt[1],
+                                                                  act=ReLU, norm=BatchNorm))
+            reduction *= stride
             self.feature_info.append(FeatureInfo(in_chs, reduction, f"stages.{len(stages)}"))
-            stages.append(nn.Sequential(*blocks))
+            stages.append(stage)
         self.stages = nn.Sequential(*stages)
         self.num_features = LAST_WIDTH
         self.conv_head = ConvNormAct(in_chs, LAST_WIDTH, 1, norm=BatchNorm, act=ReLU)

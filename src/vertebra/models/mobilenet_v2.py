@@ -14,6 +14,7 @@ from torch import nn
 
 from ..backbone import Backbone, ClassifierHead, FeatureInfo
 from ..layers import ConvNormAct, InvertedResidual
+from ..layers.inverted_residual import repeated_blocks
 from ..layers.scaling import round_channels
 from ..registry import register
 
@@ -51,15 +52,11 @@ class MobileNetV2(Backbone):
         self.stem = ConvNormAct(in_chans, in_chs, 3, stride=reduction, act=ReLU6)
         stages = []
         for index, rows in enumerate(STAGES):
-            blocks = []
-            for t, c, n, s in rows:
-                out_chs = round_channels(c, width_mult)
-                for i in range(n):
-                    stride = s if i == 0 else 1
-                    expanded = round(in_chs * t)
-                    blocks.append(InvertedResidual(in_chs, out_chs, 3, stride, expanded, act=ReLU6))
-                    in_chs, reduction = out_chs, reduction * stride
-            stages.append(nn.Sequential(*blocks))
+            stage, in_chs, stride = repeated_blocks(
+                in_chs, [(round_channels(c, width_mult), n, s, t) for t, c, n, s in rows],
+                lambda chs, out_chs, stride, t: InvertedResidual(chs, out_chs, 3, stride, round(chs * t), act=ReLU6))
+            reduction *= stride
+            stages.append(stage)
             self.feature_info.append(FeatureInfo(in_chs, reduction, f"stages.{index}"))
         self.stages = nn.Sequential(*stages)
         self.num_features = round_channels(LAST_WIDTH, max(1.0, width_mult))
