@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from ..weights import load_weights, save_weights
 
 
-def _atomic_json(path: Path, data: dict) -> None:
+def atomic_json(path: Path, data: dict) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with temporary.open("w") as handle:
         json.dump(data, handle, indent=1)
@@ -30,7 +30,7 @@ def _atomic_json(path: Path, data: dict) -> None:
     os.replace(temporary, path)
 
 
-def _atomic_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def atomic_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, temporary)
@@ -39,7 +39,7 @@ def _atomic_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+def split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """Optimizer state dict -> (tensors for safetensors, the JSON-able rest)."""
     tensors, scalars = {}, {}
     for index, values in state["state"].items():
@@ -51,7 +51,7 @@ def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _join_optimizer(tensors: dict[str, torch.Tensor], saved: dict) -> dict:
+def join_optimizer(tensors: dict[str, torch.Tensor], saved: dict) -> dict:
     state: dict = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
@@ -69,16 +69,16 @@ def save_checkpoint(folder: Path, tag: str, model, optimizer, scheduler, progres
     state_file = folder / f"{tag}-e{epoch:04d}.state.safetensors"
     save_weights(model, weights, metadata={key: progress.get(key) for key in ("epoch", "classes", "data",
                                                                               "input_size")})
-    tensors, optimizer_json = _split_optimizer(optimizer.state_dict())
+    tensors, optimizer_json = split_optimizer(optimizer.state_dict())
     tensors["rng.torch"] = torch.get_rng_state()
-    _atomic_tensors(state_file, tensors)
+    atomic_tensors(state_file, tensors)
     numpy_state = np.random.get_state()
     record = {**progress, "weights": weights.name, "state": state_file.name, "optimizer": optimizer_json,
               "scheduler": scheduler.state_dict(), "rng_python": list(random.getstate()[1]),
               "rng_python_version": random.getstate()[0], "rng_python_gauss": random.getstate()[2],
               "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]]}
     path = folder / f"{tag}.json"
-    _atomic_json(path, record)
+    atomic_json(path, record)
     for old in folder.glob(f"{tag}-e*.safetensors"):  # earlier checkpoints of this tag
         if old.name not in (weights.name, state_file.name):
             old.unlink(missing_ok=True)
@@ -98,7 +98,7 @@ def load_checkpoint(folder: Path, tag: str, model, optimizer=None, scheduler=Non
     load_weights(model, folder / record["weights"])
     if optimizer is not None:
         tensors = load_file(folder / record["state"])
-        optimizer.load_state_dict(_join_optimizer(tensors, record["optimizer"]))
+        optimizer.load_state_dict(join_optimizer(tensors, record["optimizer"]))
         torch.set_rng_state(tensors["rng.torch"])
         random.setstate((record["rng_python_version"], tuple(record["rng_python"]), record["rng_python_gauss"]))
         kind, keys, *rest = record["rng_numpy"]

@@ -59,6 +59,7 @@ class TrainResult:
     wall_s: float
     images_per_s: float
     history: list[dict]
+    model: nn.Module | None = None  # the trained model (best validation epoch's weights when a test split exists)
 
 
 def check_config(config: TrainConfig, world: World) -> TrainConfig:
@@ -281,7 +282,7 @@ def _finish(config, world, console, model, data, history, best, start_time, imag
         test = f"test accuracy {test_accuracy:.2%}, " if test_accuracy is not None else ""
         console.print(f"[bold]{config.model} on {data.name}: {test}best validation accuracy {best:.2%}, "
                       f"{wall:.1f} s, {speed:.0f} images/s in training[/bold]")
-    return TrainResult(config.out, config.epochs, best, test_accuracy, wall, speed, history)
+    return TrainResult(config.out, config.epochs, best, test_accuracy, wall, speed, history, model)
 
 
 def _jsonable(config: TrainConfig) -> dict:
