@@ -1,0 +1,101 @@
+"""The search's last stage (Zoph & Le, Sec. 4.1): grid-search the best architecture's learning rate,
+weight decay and batch size, then train it fully with the best combination.
+
+Grid points are ordinary trials (same executor, their own journal, resumable); the final run goes
+through vertebra.train and ends as a vertebra weights file beside the genotype it was built from.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from ...train.checkpoint import atomic_json
+from ...weights import save_weights
+from .executors import make_executor
+from .journal import Journal
+from .trial import TrialSettings, trial_spec
+
+
+@dataclass(frozen=True)
+class Grid:
+    lr: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
+    weight_decay: tuple[float, ...] = (1e-4, 5e-2)
+    batch_size: tuple[int, ...] = (32, 64)
+
+    def points(self) -> list[dict]:
+        return [{"lr": lr, "weight_decay": wd, "batch_size": bs}
+                for lr, wd, bs in itertools.product(self.lr, self.weight_decay, self.batch_size)]
+
+
+@dataclass
+class FinalResult:
+    grid: list[dict]
+    best_point: dict
+    test_accuracy: float | None
+    val_accuracy: float
+    weights: Path
+    genotype: Path
+
+
+def grid_search(genotype: dict, grid: Grid, settings: TrialSettings, out: Path, executor: str, workers: int,
+                ray_address: str | None, seed: int) -> list[dict]:
+    """Every grid point trained as a trial; finished points (in ``out/journal.jsonl``) are not re-run."""
+    out.mkdir(parents=True, exist_ok=True)
+    journal = Journal(out / "journal.jsonl")
+    journal.trim()
+    finished = {r["trial"]: r for r in journal.read()}
+    specs = [trial_spec(index, genotype, settings, out / f"{index:03d}", seed, **point)
+             for index, point in enumerate(grid.points()) if index not in finished]
+    if specs:
+        runner = make_executor(executor, workers, ray_address)
+        try:
+            for record in runner.run(specs):
+                journal.append(record)
+                finished[record["trial"]] = record
+        finally:
+            runner.close()
+    return [finished[i] for i in sorted(finished)]
+
+
+def train_final(genotype: dict, point: dict, settings: TrialSettings, epochs: int, out: Path, seed: int,
+                console: Console) -> FinalResult:
+    """Train ``genotype`` with the grid's best point for ``epochs``; save weights and genotype."""
+    from ...train.loop import TrainConfig, train
+
+    config = TrainConfig(model="nas_child", data=settings.data, val=settings.val, epochs=epochs,
+                         optimizer=settings.optimizer, warmup_epochs=min(1.0, 0.1 * epochs), seed=seed,
+                         out=out / "train", resume=(out / "train").exists(), input_size=settings.input_size,
+                         limit=settings.limit,
+                         model_kwargs={"genotype": genotype, "input_pool": settings.input_pool,
+                                       **settings.extra_model_kwargs}, **point)
+    result = train(config, console=console)
+    genotype_path = out / "genotype.json"
+    atomic_json(genotype_path, genotype)
+    weights = save_weights(result.model, out / "nas_child.safetensors",
+                           metadata={"val_accuracy": result.best_val_accuracy, "test_accuracy": result.test_accuracy,
+                                     "grid_point": point, "epochs": epochs})
+    return FinalResult([], point, result.test_accuracy, result.best_val_accuracy, weights, genotype_path)
+
+
+def final_stage(search_out: Path, *, grid: Grid = Grid(), settings: TrialSettings = TrialSettings(),
+                final_epochs: int = 30, executor: str = "local", workers: int = 2, ray_address: str | None = None,
+                seed: int = 0, console: Console | None = None) -> FinalResult:
+    """Grid search then full training of the best genotype of the search in ``search_out``."""
+    console = console or Console()
+    genotype_file = Path(search_out) / "best_genotype.json"
+    if not genotype_file.exists():
+        raise ValueError(f"{search_out} has no best_genotype.json: run the search first")
+    genotype = json.loads(genotype_file.read_text())
+    out = Path(search_out) / "final"
+    console.print(f"grid search over {len(grid.points())} points (lr x weight decay x batch size)")
+    records = grid_search(genotype, grid, settings, out / "grid", executor, workers, ray_address, seed)
+    best = max(records, key=lambda r: r["reward"])
+    point = {key: best[key] for key in ("lr", "weight_decay", "batch_size")}
+    console.print(f"best grid point {point}: validation accuracy {best['val_accuracy']:.2%}")
+    result = train_final(genotype, point, settings, final_epochs, out, seed, console)
+    result.grid = records
+    return result

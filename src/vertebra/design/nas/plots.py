@@ -1,0 +1,34 @@
+"""The search's picture: reward against trial, the running best, and where the depth grew."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_rewards(records: list[dict], path: Path, title: str) -> Path:
+    trials = [r["trial"] for r in records]
+    rewards = [r["reward"] for r in records]
+    best, running = 0.0, []
+    for reward in rewards:
+        best = max(best, reward)
+        running.append(best)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    ax.scatter(trials, rewards, s=14, alpha=0.7, label="child reward")
+    ax.plot(trials, running, color="tab:red", label="best so far")
+    depths = [(r["trial"], r.get("depth")) for r in records]
+    for (_, before), (trial, after) in zip(depths, depths[1:]):
+        if after is not None and before is not None and after != before:
+            ax.axvline(trial - 0.5, color="gray", linestyle="--", linewidth=1)
+            ax.annotate(f"depth {after}", (trial - 0.5, 0.02), xycoords=("data", "axes fraction"),
+                        rotation=90, fontsize=8, color="gray", ha="right")
+    ax.set(xlabel="trial", ylabel="reward (validation accuracy cubed)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

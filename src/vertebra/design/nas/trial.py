@@ -1,0 +1,83 @@
+"""One trial: train a child through vertebra's training engine and turn its accuracy into a reward.
+
+A trial is a plain dict in and a plain dict out, so any executor (a process pool, Ray tasks)
+can run it.  The paper's reward is the maximum validation accuracy of the last epochs, cubed.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """How each child trains (all through vertebra.train)."""
+
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    warmup_epochs: float = 0.2
+    data: str = "digits"
+    val: str | None = None
+    limit: int | None = None  # train on only this many images (quick checks)
+    input_size: int | None = None  # image folders are resized to this (the digits are 32x32)
+    input_pool: int = 4  # the digits are 8x8 images upsampled to 32x32: pooling by 4 loses nothing
+    reward_epochs: int = 5  # reward = max validation accuracy of the last this-many epochs ...
+    reward_power: float = 3.0  # ... to this power (the paper's cube)
+    threads: int = 1  # each worker trains single-threaded, so K workers use K cores
+    extra_model_kwargs: dict = field(default_factory=dict)
+
+
+def trial_spec(trial: int, genotype: dict, settings: TrialSettings, folder: Path, seed: int, **overrides) -> dict:
+    """Everything a worker needs to run one trial, as JSON-able data."""
+    spec = {"trial": trial, "genotype": genotype, "folder": str(folder), "seed": seed, **settings.__dict__}
+    spec.update(overrides)
+    return spec
+
+
+def reward_of(history: list[dict], reward_epochs: int, reward_power: float) -> tuple[float, float]:
+    """(reward, accuracy): accuracy = max validation accuracy over the last epochs."""
+    accuracy = max(h["val_accuracy"] for h in history[-reward_epochs:])
+    return accuracy ** reward_power, accuracy
+
+
+def run_trial(spec: dict) -> dict:
+    """Train the child ``spec`` describes; a child that fails to build or train gets reward 0
+    and its error, so one bad architecture never stops a search."""
+    from rich.console import Console
+
+    from ...analysis import count_macs, count_params
+    from ...train.loop import TrainConfig, train
+
+    torch.set_num_threads(spec["threads"])
+    folder = Path(spec["folder"])
+    if folder.exists():  # a trial interrupted by a kill starts again from scratch: same seed, same result
+        shutil.rmtree(folder)
+    kwargs = {"genotype": spec["genotype"], "input_pool": spec["input_pool"], **spec["extra_model_kwargs"]}
+    config = TrainConfig(model="nas_child", data=spec["data"], val=spec["val"], epochs=spec["epochs"],
+                         batch_size=spec["batch_size"], lr=spec["lr"], optimizer=spec["optimizer"],
+                         weight_decay=spec["weight_decay"], warmup_epochs=spec["warmup_epochs"],
+                         seed=spec["seed"], out=folder, limit=spec["limit"], input_size=spec["input_size"],
+                         model_kwargs=kwargs)
+    start = time.perf_counter()
+    record = {"trial": spec["trial"], "genotype": spec["genotype"]}
+    try:
+        result = train(config, console=Console(quiet=True))
+        model = result.model
+        reward, accuracy = reward_of(result.history, spec["reward_epochs"], spec["reward_power"])
+        record.update(reward=reward, val_accuracy=accuracy, history=[h["val_accuracy"] for h in result.history],
+                      params=count_params(model), macs=count_macs(model, spec["input_size"] or 32), test_accuracy=result.test_accuracy)
+    except Exception as error:  # noqa: BLE001 - the error is the trial's result
+        record.update(reward=0.0, val_accuracy=0.0, error=f"{type(error).__name__}: {error}",
+                      traceback=traceback.format_exc(limit=5))
+    record["train_s"] = time.perf_counter() - start
+    for key in ("lr", "weight_decay", "batch_size", "epochs"):
+        record[key] = spec[key]
+    return record

@@ -1,0 +1,140 @@
+"""The controller, REINFORCE, random search and the depth schedule: no child is trained here."""
+import pytest
+import torch
+
+from vertebra.design.nas import (Choice, Controller, ControllerSettings, DepthSchedule, Journal,
+                                 RandomStrategy, ReinforceStrategy, get_space)
+
+
+@pytest.fixture
+def space():
+    return get_space("nas_cnn")
+
+
+def test_samples_are_valid_and_reproducible(space):
+    controller = Controller(space.decisions())
+    decisions = space.decisions(5)
+    first, _, _ = controller.run(decisions, torch.Generator().manual_seed(3))
+    again, _, _ = controller.run(decisions, torch.Generator().manual_seed(3))
+    assert first == again
+    for decision, value in zip(decisions, first):
+        if isinstance(decision, Choice):
+            assert value in decision.options
+        else:
+            assert all(0 <= j < decision.layer for j in value) and value == sorted(value)
+    genotype = space.genotype(first, 5)
+    assert space.values(genotype) == first
+
+
+def test_scoring_gives_the_sampling_probability(space):
+    """REINFORCE re-scores recorded choices: the log-probability must be the one they were drawn with."""
+    controller = Controller(space.decisions())
+    decisions = space.decisions(4)
+    values, log_prob, _ = controller.run(decisions, torch.Generator().manual_seed(0))
+    _, rescored, _ = controller.run(decisions, values=values)
+    assert torch.allclose(log_prob, rescored)
+    # and it is a real log-probability: each first-step choice's probabilities sum to one
+    h, _ = controller.step(controller.start, [(torch.zeros(1, 35), torch.zeros(1, 35))] * 2)
+    kind = decisions[0].name.split(".", 1)[1]
+    assert torch.softmax(controller.heads[kind](h), -1).sum().item() == pytest.approx(1.0)
+
+
+def test_anchor_attention_is_the_papers_formula(space):
+    controller = Controller(space.decisions())
+    anchors = [torch.randn(1, 35) for _ in range(3)]
+    current = torch.randn(1, 35)
+    logits = controller.connection_logits(anchors, current)
+    w_prev, w_curr, v = controller.attend_prev.weight, controller.attend_curr.weight, controller.attend_v.weight
+    expected = [(v @ torch.tanh(w_prev @ h_j[0] + w_curr @ current[0])).item() for h_j in anchors]
+    assert logits.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_paper_defaults():
+    settings = ControllerSettings()
+    assert (settings.num_layers, settings.hidden_size, settings.lr) == (2, 35, 6e-4)
+    schedule = DepthSchedule()
+    assert [schedule.depth(t) for t in (0, 1599, 1600, 3200, 12800, 20000)] == [6, 6, 8, 10, 22, 22]
+    small = DepthSchedule.for_budget(64)
+    assert [small.depth(t) for t in (0, 15, 16, 32, 48, 63)] == [4, 4, 6, 8, 10, 10]
+
+
+def test_reinforce_moves_probability_toward_the_rewarded_child(space):
+    strategy = ReinforceStrategy(space, seed=0, settings=ControllerSettings(lr=0.05))
+    good, bad = strategy.propose(0, 2, 3)
+    decisions = space.decisions(3)
+
+    def log_prob(p):
+        return strategy.controller.run(decisions, values=p.values)[1].item()
+
+    before = log_prob(good) - log_prob(bad)
+    strategy.baseline = 0.5
+    strategy.update([good, bad], [1.0, 0.0])
+    assert log_prob(good) - log_prob(bad) > before
+    assert strategy.baseline == pytest.approx(0.95 ** 2 * 0.5 + 0.05 * 0.95 * 1.0)
+
+
+def test_the_controller_learns_a_toy_reward():
+    """Reward = share of 3x3 filters: after some updates the controller writes more of them."""
+    space = get_space("nas_cnn", strides=None)
+    strategy = ReinforceStrategy(space, seed=1, settings=ControllerSettings(lr=0.02))
+
+    def reward(p):
+        heights = [layer["filter_height"] for layer in p.genotype["layers"]]
+        return sum(h == 3 for h in heights) / len(heights)
+
+    means = []
+    for step in range(40):
+        batch = strategy.propose(4 * step, 4, 3)
+        rewards = [reward(p) for p in batch]
+        strategy.update(batch, rewards)
+        means.append(sum(rewards) / len(rewards))
+    assert sum(means[-10:]) / 10 > sum(means[:10]) / 10 + 0.2
+
+
+@pytest.mark.parametrize("make", [lambda s: ReinforceStrategy(s, seed=5), lambda s: RandomStrategy(s, seed=5)])
+def test_strategy_state_round_trip_gives_the_same_future(space, make):
+    strategy = make(space)
+    strategy.update(strategy.propose(0, 2, 3), [0.3, 0.6])
+    tensors, saved = strategy.state()
+    expected = [p.genotype for p in strategy.propose(2, 3, 4)]
+    fresh = make(space)
+    fresh.load_state(tensors, saved)
+    assert [p.genotype for p in fresh.propose(2, 3, 4)] == expected
+
+
+def test_random_search_is_uniform_over_options(space):
+    strategy = RandomStrategy(space, seed=0)
+    heights = [layer["filter_height"] for p in strategy.propose(0, 200, 3) for layer in p.genotype["layers"]]
+    assert set(heights) == {1, 3, 5, 7}
+    assert all(100 < heights.count(h) < 200 for h in (1, 3, 5, 7))  # 600 draws, 150 expected each
+
+
+def test_journal_drops_and_trims_a_torn_last_line(tmp_path):
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append({"trial": 0, "reward": 0.5})
+    with journal.path.open("a") as handle:
+        handle.write('{"trial": 1, "rew')  # a kill in the middle of a write
+    assert journal.read() == [{"trial": 0, "reward": 0.5}]
+    journal.trim()
+    journal.append({"trial": 1, "reward": 0.25})
+    assert journal.read() == [{"trial": 0, "reward": 0.5}, {"trial": 1, "reward": 0.25}]
+
+
+def test_bad_settings_are_clear_errors(tmp_path):
+    from vertebra.design.nas import SearchConfig, search
+    from vertebra.design.nas.strategies import make_strategy
+
+    with pytest.raises(ValueError, match="strategy must be 'rl' or 'random', got 'evolution'"):
+        make_strategy("evolution", get_space("nas_cnn"), 0)
+    with pytest.raises(ValueError, match="trials must be a positive integer, got 0"):
+        search(SearchConfig("rl", trials=0, out=tmp_path / "a"))
+    with pytest.raises(ValueError, match="executor must be 'local' or 'ray', got 'slurm'"):
+        search(SearchConfig("rl", trials=2, executor="slurm", out=tmp_path / "b"))
+    with pytest.raises(ValueError, match="nothing to resume"):
+        search(SearchConfig("rl", trials=2, resume=True, out=tmp_path / "c"))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "mine.txt").write_text("keep")
+    with pytest.raises(ValueError, match="already holds a search"):
+        search(SearchConfig("rl", trials=2, out=tmp_path / "d"))
+    assert (tmp_path / "d" / "mine.txt").read_text() == "keep"
+    assert not (tmp_path / "b").exists()  # a refused search leaves nothing behind
