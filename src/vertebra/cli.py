@@ -1,4 +1,5 @@
-"""The ``vertebra`` command: ``list``, ``info``, ``bench``, ``smoke``, ``train``, ``evaluate``, ``predict``."""
+"""The ``vertebra`` command: ``list``, ``info``, ``bench``, ``smoke``, ``train``, ``evaluate``, ``predict``,
+``gates``, ``search``."""
 from __future__ import annotations
 
 import argparse
@@ -217,6 +218,39 @@ def cmd_gates(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    """Neural architecture search (Zoph & Le): an RL controller or random search over a space."""
+    from .design.nas import DepthSchedule, SearchConfig, TrialSettings, final_stage, get_space, search
+
+    trial = TrialSettings(epochs=args.epochs, data=args.data, limit=args.limit, input_pool=args.input_pool)
+    schedule = None
+    if args.start_depth or args.depth_step or args.depth_interval or args.depth_final:
+        default = DepthSchedule.for_budget(args.trials)
+        schedule = DepthSchedule(args.start_depth or default.start, args.depth_step or default.step,
+                                 args.depth_interval or default.interval, args.depth_final or default.final)
+    config = SearchConfig(args.strategy, space=args.space, trials=args.trials, workers=args.workers,
+                          children_per_update=args.children_per_update or max(args.workers, 4),
+                          executor=args.executor, ray_address=args.ray_address, out=Path(args.out),
+                          resume=args.resume, seed=args.seed, schedule=schedule, trial=trial)
+    result = search(config, console)
+    best = result.best
+    rewards = [r["reward"] for r in result.records]
+    quarter = max(1, len(rewards) // 4)
+    console.print(f"[bold]{len(rewards)} trials in {result.wall_s:.0f} s; best reward {best['reward']:.4f} "
+                  f"(validation accuracy {best['val_accuracy']:.2%}, trial {best['trial']}); mean reward of the "
+                  f"first quarter {sum(rewards[:quarter]) / quarter:.4f}, last quarter "
+                  f"{sum(rewards[-quarter:]) / quarter:.4f}[/bold]")
+    console.print(get_space(args.space).describe(best["genotype"]))
+    console.print(f"journal {result.out / 'journal.jsonl'}, plot {result.out / 'rewards.png'}, "
+                  f"best genotype {result.out / 'best_genotype.json'}")
+    if args.final:
+        final = final_stage(result.out, final_epochs=args.final_epochs, executor=args.executor,
+                            workers=args.workers, ray_address=args.ray_address, seed=args.seed, console=console)
+        console.print(f"[bold]final: {final.best_point}, validation {final.val_accuracy:.2%}, test "
+                      f"{final.test_accuracy:.2%}; weights {final.weights}, genotype {final.genotype}[/bold]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vertebra", description="Classic computer-vision backbones, "
                                      "faithful to their papers.")
@@ -289,6 +323,32 @@ def build_parser() -> argparse.ArgumentParser:
     gates.add_argument("--layer", type=int, default=0)
     gates.add_argument("--out", default="gates.png")
     gates.set_defaults(run=cmd_gates)
+    nas = commands.add_parser("search", help="neural architecture search: an RL controller or random search")
+    nas.add_argument("strategy", choices=("rl", "random"))
+    nas.add_argument("--space", choices=("nas_cnn", "mnas_blocks"), default="nas_cnn")
+    nas.add_argument("--trials", type=_positive, default=64, help="children to train (default 64)")
+    nas.add_argument("--workers", type=_positive, default=2, help="children trained at once, one core each")
+    nas.add_argument("--children-per-update", type=_positive,
+                     help="the paper's m: children per controller update (default: max(workers, 4))")
+    nas.add_argument("--executor", choices=("local", "ray"), default="local")
+    nas.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray instance)")
+    nas.add_argument("--out", default="runs/search", help="output folder; an existing search needs --resume")
+    nas.add_argument("--resume", action="store_true", help="continue the search in --out")
+    nas.add_argument("--seed", type=int, default=0)
+    nas.add_argument("--epochs", type=_positive, default=2, help="training epochs per child")
+    nas.add_argument("--data", default="digits", help="'digits' (embedded) or an image folder")
+    nas.add_argument("--limit", type=_positive, help="train each child on only N images (a quick check)")
+    nas.add_argument("--input-pool", type=_positive, help="average-pool the input by this factor first "
+                     "(default: 4 for nas_cnn on the digits, which are 8x8 images upsampled to 32x32; else 1)")
+    for flag, meaning in (("start-depth", "layers at first"), ("depth-step", "layers added each time"),
+                          ("depth-interval", "trials between increases"), ("depth-final", "trials after which "
+                                                                         "the depth stays")):
+        nas.add_argument(f"--{flag}", type=_positive, help=f"nas_cnn depth schedule: {meaning} "
+                         "(default: the paper's 6, +2, three increases in four equal parts of the trials)")
+    nas.add_argument("--final", action="store_true", help="then grid-search lr/weight decay/batch size for "
+                     "the best child and train it fully (weights + genotype in OUT/final)")
+    nas.add_argument("--final-epochs", type=_positive, default=30)
+    nas.set_defaults(run=cmd_search)
     return parser
 
 

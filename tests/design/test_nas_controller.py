@@ -55,7 +55,7 @@ def test_paper_defaults():
     schedule = DepthSchedule()
     assert [schedule.depth(t) for t in (0, 1599, 1600, 3200, 12800, 20000)] == [6, 6, 8, 10, 22, 22]
     small = DepthSchedule.for_budget(64)
-    assert [small.depth(t) for t in (0, 15, 16, 32, 48, 63)] == [4, 4, 6, 8, 10, 10]
+    assert [small.depth(t) for t in (0, 15, 16, 32, 48, 63)] == [6, 6, 8, 10, 12, 12]
 
 
 def test_reinforce_moves_probability_toward_the_rewarded_child(space):
@@ -76,19 +76,19 @@ def test_reinforce_moves_probability_toward_the_rewarded_child(space):
 def test_the_controller_learns_a_toy_reward():
     """Reward = share of 3x3 filters: after some updates the controller writes more of them."""
     space = get_space("nas_cnn", strides=None)
-    strategy = ReinforceStrategy(space, seed=1, settings=ControllerSettings(lr=0.02))
+    strategy = ReinforceStrategy(space, seed=1, settings=ControllerSettings(lr=0.05))
 
     def reward(p):
         heights = [layer["filter_height"] for layer in p.genotype["layers"]]
         return sum(h == 3 for h in heights) / len(heights)
 
     means = []
-    for step in range(40):
-        batch = strategy.propose(4 * step, 4, 3)
+    for step in range(20):
+        batch = strategy.propose(4 * step, 4, 2)
         rewards = [reward(p) for p in batch]
         strategy.update(batch, rewards)
         means.append(sum(rewards) / len(rewards))
-    assert sum(means[-10:]) / 10 > sum(means[:10]) / 10 + 0.2
+    assert sum(means[-5:]) / 5 > sum(means[:5]) / 5 + 0.2
 
 
 @pytest.mark.parametrize("make", [lambda s: ReinforceStrategy(s, seed=5), lambda s: RandomStrategy(s, seed=5)])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -81,15 +81,20 @@ def train_final(genotype: dict, point: dict, settings: TrialSettings, epochs: in
     return FinalResult([], point, result.test_accuracy, result.best_val_accuracy, weights, genotype_path)
 
 
-def final_stage(search_out: Path, *, grid: Grid = Grid(), settings: TrialSettings = TrialSettings(),
+def final_stage(search_out: Path, *, grid: Grid = Grid(), settings: TrialSettings | None = None,
                 final_epochs: int = 30, executor: str = "local", workers: int = 2, ray_address: str | None = None,
                 seed: int = 0, console: Console | None = None) -> FinalResult:
-    """Grid search then full training of the best genotype of the search in ``search_out``."""
+    """Grid search then full training of the best genotype of the search in ``search_out``
+    (``settings`` default to the search's own trial settings)."""
     console = console or Console()
     genotype_file = Path(search_out) / "best_genotype.json"
     if not genotype_file.exists():
         raise ValueError(f"{search_out} has no best_genotype.json: run the search first")
     genotype = json.loads(genotype_file.read_text())
+    searched = TrialSettings(**json.loads((Path(search_out) / "state.json").read_text())["identity"]["trial"])
+    settings = settings or searched  # by default, children train in the grid as they did in the search
+    if settings.input_pool is None:
+        settings = replace(settings, input_pool=searched.input_pool)
     out = Path(search_out) / "final"
     console.print(f"grid search over {len(grid.points())} points (lr x weight decay x batch size)")
     records = grid_search(genotype, grid, settings, out / "grid", executor, workers, ray_address, seed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -39,7 +39,7 @@ class DepthSchedule:
     final: int = 12800
 
     @classmethod
-    def for_budget(cls, trials: int, start: int = 4, step: int = 2, growths: int = 3) -> "DepthSchedule":
+    def for_budget(cls, trials: int, start: int = 6, step: int = 2, growths: int = 3) -> "DepthSchedule":
         """The paper's shape at a small budget: ``growths`` increases, spread evenly over the trials."""
         interval = max(1, trials // (growths + 1))
         return cls(start, step, interval, interval * growths)
@@ -101,7 +101,10 @@ def check_config(config: SearchConfig) -> SearchConfig:
     if config.resume and not (out / "state.json").exists():
         raise ValueError(f"nothing to resume in {out}: it has no state.json")
     schedule = config.schedule or DepthSchedule.for_budget(config.trials)
-    return SearchConfig(**{**config.__dict__, "out": out, "schedule": schedule})
+    trial = config.trial
+    if trial.input_pool is None:
+        trial = replace(trial, input_pool=4 if config.space == "nas_cnn" and trial.data == "digits" else 1)
+    return SearchConfig(**{**config.__dict__, "out": out, "schedule": schedule, "trial": trial})
 
 
 class Search:

@@ -28,7 +28,8 @@ class TrialSettings:
     val: str | None = None
     limit: int | None = None  # train on only this many images (quick checks)
     input_size: int | None = None  # image folders are resized to this (the digits are 32x32)
-    input_pool: int = 4  # the digits are 8x8 images upsampled to 32x32: pooling by 4 loses nothing
+    input_pool: int | None = None  # None: 4 for nas_cnn on the digits (8x8 images upsampled to 32x32,
+    # so pooling by 4 loses nothing), else 1
     reward_epochs: int = 5  # reward = max validation accuracy of the last this-many epochs ...
     reward_power: float = 3.0  # ... to this power (the paper's cube)
     threads: int = 1  # each worker trains single-threaded, so K workers use K cores
