@@ -236,9 +236,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     best = result.best
     rewards = [r["reward"] for r in result.records]
     quarter = max(1, len(rewards) // 4)
-    console.print(f"[bold]{len(rewards)} trials in {result.wall_s:.0f} s; best reward {best['reward']:.4f} "
-                  f"(validation accuracy {best['val_accuracy']:.2%}, trial {best['trial']}); mean reward of the "
-                  f"first quarter {sum(rewards[:quarter]) / quarter:.4f}, last quarter "
+    console.print(f"[bold]{len(rewards)} trials ({result.wall_s:.0f} s in this run); best reward "
+                  f"{best['reward']:.4f} (validation accuracy {best['val_accuracy']:.2%}, trial {best['trial']}); "
+                  f"mean reward of the first quarter {sum(rewards[:quarter]) / quarter:.4f}, last quarter "
                   f"{sum(rewards[-quarter:]) / quarter:.4f}[/bold]")
     console.print(get_space(args.space).describe(best["genotype"]))
     console.print(f"journal {result.out / 'journal.jsonl'}, plot {result.out / 'rewards.png'}, "
