@@ -1,5 +1,5 @@
 """The ``vertebra`` command: ``list``, ``info``, ``bench``, ``smoke``, ``train``, ``evaluate``, ``predict``,
-``gates``, ``search``."""
+``gates``, ``search``, ``export``."""
 from __future__ import annotations
 
 import argparse
@@ -251,6 +251,67 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_to_export(args: argparse.Namespace):
+    """The model to export: rebuilt from a vertebra weights file's card, or built from the
+    options and filled strictly from a foreign (torchvision/timm) checkpoint."""
+    from .weights import load_weights, read_weights
+
+    if not args.weights:
+        console.print(f"no --weights: exporting {args.model} with random initial weights", soft_wrap=True)
+        return create_model(args.model, num_classes=args.num_classes)
+    _, card = read_weights(args.weights)
+    if not card:
+        model = create_model(args.model, num_classes=args.num_classes)
+    else:
+        if card["model"] != args.model:
+            raise ValueError(f"{args.weights} holds weights of {card['model']}, not {args.model}")
+        kwargs = card["kwargs"]
+        if args.num_classes is not None and args.num_classes != kwargs.get("num_classes"):
+            raise ValueError(f"{args.weights} was saved with {kwargs.get('num_classes')} classes, "
+                             f"not --num-classes {args.num_classes}; leave the option out")
+        out_indices = card.get("out_indices")
+        model = create_model(args.model, features_only=out_indices is not None, out_indices=out_indices, **kwargs)
+    load_weights(model, args.weights)
+    return model
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a model as ONNX or TorchScript, then run the file against the eager model."""
+    from .export import (DEFAULT_OPSET, check_onnx, check_torchscript, example_input, export_onnx,
+                         export_torchscript, require)
+
+    card = model_info(args.model)  # fail on a wrong name before any work
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists: pass --force to replace it")
+    onnx = args.format == "onnx"
+    if not onnx and (args.dynamic_batch or args.opset is not None):
+        raise ValueError("--dynamic-batch and --opset apply to --format onnx only "
+                         "(a TorchScript trace already runs at any batch size)")
+    if onnx:  # before any work, not after it
+        require("onnx")
+        require("onnxruntime")
+    model = _model_to_export(args).eval()
+    size = args.input_size or card.input_size
+    if onnx:
+        export_onnx(model, out, input_size=size, dynamic_batch=args.dynamic_batch,
+                    opset=DEFAULT_OPSET if args.opset is None else args.opset)
+    else:
+        export_torchscript(model, out, input_size=size)
+    # another input than the traced one; a batch of 2 checks the free batch dimension where there is one
+    x = example_input(model, size, batch_size=2 if args.dynamic_batch or not onnx else 1, seed=1)
+    error = (check_onnx if onnx else check_torchscript)(out, model, x)
+    tolerance = 1e-4 if onnx else 1e-6
+    runtime = "onnxruntime" if onnx else "torch.jit.load"
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:,.1f} MB); {runtime} against PyTorch on a random "
+                  f"{'x'.join(map(str, x.shape))} input: relative error {error:.1e}", soft_wrap=True)
+    if error > tolerance:
+        console.print(f"[red]the relative error exceeds {tolerance:.0e}: the file does not reproduce the model[/]",
+                      soft_wrap=True)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vertebra", description="Classic computer-vision backbones, "
                                      "faithful to their papers.")
@@ -349,6 +410,18 @@ def build_parser() -> argparse.ArgumentParser:
                      "the best child and train it fully (weights + genotype in OUT/final)")
     nas.add_argument("--final-epochs", type=_positive, default=30)
     nas.set_defaults(run=cmd_search)
+    export = commands.add_parser("export", help="write a model as ONNX or TorchScript and check the file")
+    export.add_argument("model")
+    export.add_argument("--format", choices=("onnx", "torchscript"), required=True)
+    export.add_argument("--out", required=True, help="the file to write (an existing one needs --force)")
+    export.add_argument("--weights", help="a vertebra .safetensors file (its card rebuilds the model), or a "
+                        "torchvision/timm checkpoint (default: random initial weights)")
+    export.add_argument("--num-classes", type=int, help="classifier size (default: the model's, or the weights')")
+    export.add_argument("--input-size", type=_positive, help="input height and width (default: the card's)")
+    export.add_argument("--dynamic-batch", action="store_true", help="ONNX: leave the batch dimension free")
+    export.add_argument("--opset", type=int, choices=range(13, 21), metavar="{13..20}", help="ONNX opset (default 17)")
+    export.add_argument("--force", action="store_true", help="replace an existing --out")
+    export.set_defaults(run=cmd_export)
     return parser
 
 
@@ -356,6 +429,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as error:
         print(f"vertebra {args.command}: error: {error}", file=sys.stderr)
         return 2
