@@ -25,8 +25,10 @@ DEMO_OUT := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: $(STAMP)
 	$(BIN)/vertebra train mobilenet_v2_100 --data digits --epochs 30 --optimizer adamw --out $(DEMO_OUT)
 
+# Two pytest workers, one per core; each runs torch single-threaded (tests/conftest.py).  The NAS
+# search tests share one reference search, so they stay together on one worker (loadgroup).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,9 +1,14 @@
+import os
+
 import pytest
 import torch
 
 import vertebra
 
 ALL_MODELS = vertebra.list_models()
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each
+    torch.set_num_threads(1)
 
 
 def test_size(model) -> int:

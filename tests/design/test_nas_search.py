@@ -15,6 +15,7 @@ import pytest
 from vertebra.design.nas import DepthSchedule, SearchConfig, TrialSettings, final_stage, search
 from vertebra.design.nas.final import Grid
 
+pytestmark = pytest.mark.xdist_group("nas_search")  # one worker runs the reference search for all
 TRIAL = TrialSettings(epochs=1, limit=96, batch_size=32)
 SCHEDULE = DepthSchedule(start=2, step=1, interval=2, final=2)
 CLI_ARGS = ["--trials", "4", "--workers", "2", "--children-per-update", "2", "--epochs", "1", "--limit", "96",
