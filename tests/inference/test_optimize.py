@@ -186,7 +186,8 @@ def test_inductor_backend_in_bfloat16():
     from vertebra.hardware import cpu_supports_bf16
 
     if not cpu_supports_bf16():
-        pytest.skip("bfloat16 inference needs AVX512-BF16 or AMX; the refusal is tested above")
+        pytest.skip("this CPU has neither AVX512-BF16 nor AMX; the refusal on such CPUs is tested in "
+                    "test_bfloat16_agrees_with_fp32_on_the_digits_for_a_trained_model")
     model = with_trained_statistics(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()))
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():

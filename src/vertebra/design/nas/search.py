@@ -60,7 +60,8 @@ class SearchConfig:
     out: Path = Path("runs/search")
     resume: bool = False
     seed: int = 0
-    schedule: DepthSchedule | None = None  # default: DepthSchedule.for_budget(trials); spaces that do not grow ignore it
+    # default: DepthSchedule.for_budget(trials); spaces that do not grow ignore it
+    schedule: DepthSchedule | None = None
     space_settings: dict = field(default_factory=dict)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     trial: TrialSettings = field(default_factory=TrialSettings)

@@ -74,7 +74,8 @@ def run_trial(spec: dict) -> dict:
         model = result.model
         reward, accuracy = reward_of(result.history, spec["reward_epochs"], spec["reward_power"])
         record.update(reward=reward, val_accuracy=accuracy, history=[h["val_accuracy"] for h in result.history],
-                      params=count_params(model), macs=count_macs(model, spec["input_size"] or 32), test_accuracy=result.test_accuracy)
+                      params=count_params(model), macs=count_macs(model, spec["input_size"] or 32),
+                      test_accuracy=result.test_accuracy)
     except Exception as error:  # noqa: BLE001 - the error is the trial's result
         record.update(reward=0.0, val_accuracy=0.0, error=f"{type(error).__name__}: {error}",
                       traceback=traceback.format_exc(limit=5))
