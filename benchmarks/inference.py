@@ -4,10 +4,11 @@
 
 For each model (default: the issue's goal set; --all: every vertebra model whose reference is
 torchvision) it times torchvision eager (NCHW), torchvision channels_last, vertebra eager,
-vertebra.optimize(backend="eager") (BatchNorm folded, channels_last) and vertebra.optimize()
-(the default: the same, compiled by Inductor with freezing, a few images per call; its
-one-off compile time is printed too), in one process with one thread count, at each batch
-size.  The runners take turns, one timed sample each per round, so that load from other
+vertebra.optimize(backend="eager") (BatchNorm folded, channels_last), vertebra.optimize() (the
+default: the same, traced and frozen, fused by oneDNN Graph, a few images per call) and
+vertebra.optimize(backend="inductor") (compiled by Inductor with freezing; --no-inductor skips
+it), in one process with one thread count, at each batch size; the one-off first-call times
+(trace, compile) are printed too.  The runners take turns, one timed sample each per round, so that load from other
 processes on a shared machine falls on all of them alike; each figure is the median of its
 samples, and each row says how much CPU other processes took meanwhile.  The same run
 measures the fp32 roofline -- the fastest of several warm matrix products and convolutions,
@@ -113,16 +114,23 @@ def interleaved_seconds(runners: dict, rounds: int, sample_s: float = 0.05) -> d
     return samples
 
 
-def runners(name: str, batch: int, torchvision):
-    """The callables to time, and how long vertebra.optimize's first call (the compile) took."""
+def first_call_seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return round(time.perf_counter() - start, 1)
+
+
+def runners(name: str, batch: int, torchvision, inductor: bool):
+    """The callables to time, and how long each optimized copy's first call (trace or compile) took."""
     model = vertebra.create_model(name).eval()
     size = model.default_input_size
     x = torch.randn(batch, 3, size, size)
     folded = vertebra.optimize(model, backend="eager")
     fast = vertebra.optimize(model)
-    start = time.perf_counter()
-    fast(x)
-    compile_s = time.perf_counter() - start
+    first_calls = {"optimized_first_call_s": first_call_seconds(lambda: fast(x))}
+    if inductor:
+        compiled = vertebra.optimize(model, backend="inductor")
+        first_calls["inductor_first_call_s"] = first_call_seconds(lambda: compiled(x))
     found = {}
     if torchvision is not None:
         reference = torchvision.models.get_model(TORCHVISION_NAMES.get(name, name), weights=None).eval()
@@ -134,7 +142,9 @@ def runners(name: str, batch: int, torchvision):
     found["vertebra_eager"] = lambda: model(x)
     found["vertebra_folded"] = lambda: folded(x)
     found["vertebra_optimized"] = lambda: fast(x)
-    return found, size, count_macs(model, size), compile_s
+    if inductor:
+        found["vertebra_inductor"] = lambda: compiled(x)
+    return found, size, count_macs(model, size), first_calls
 
 
 def main() -> None:
@@ -144,6 +154,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="*", type=int, default=[1, 32])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=7, help="rounds of timed samples")
+    parser.add_argument("--no-inductor", action="store_true", help="skip the inductor backend (seconds of compiling)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
@@ -161,7 +172,7 @@ def main() -> None:
                       "probes_gflops": {k: round(v / 1e9, 1) for k, v in rates.items()}}), flush=True)
     for name in models:
         for batch in args.batch_sizes:
-            found, size, macs, compile_s = runners(name, batch, torchvision)
+            found, size, macs, first_calls = runners(name, batch, torchvision, not args.no_inductor)
             found["roofline"] = probes[best][0]  # the winning probe again, under this row's load
             before = cpu_ticks()
             with torch.inference_mode():
@@ -171,10 +182,12 @@ def main() -> None:
             peak = max(peak, probes[best][1] / min(samples.pop("roofline")))
             speed = {k: batch / statistics.median(times) for k, times in samples.items()}
             row = {"model": name, "batch": batch, "input_size": size, "threads": args.threads,
-                   "optimized_compile_s": round(compile_s, 1), "others_cpu_share": others,
+                   **first_calls, "others_cpu_share": others,
                    **{f"{k}_images_per_s": round(v, 2) for k, v in speed.items()},
                    "roofline_gflops": round(peak / 1e9, 1),
                    "optimized_roofline_share": round(2 * macs * speed["vertebra_optimized"] / peak, 3)}
+            if "vertebra_inductor" in speed:
+                row["optimized_vs_inductor"] = round(speed["vertebra_optimized"] / speed["vertebra_inductor"], 2)
             if torchvision is not None:
                 row["optimized_vs_torchvision_eager"] = round(speed["vertebra_optimized"] / speed["torchvision_eager"], 2)
                 row["optimized_vs_torchvision_channels_last"] = round(

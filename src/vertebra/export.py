@@ -230,7 +230,7 @@ def check_torchscript(path: Target | bytes, model: nn.Module, x: torch.Tensor) -
     source = io.BytesIO(path) if isinstance(path, bytes) else path
     if isinstance(source, io.BytesIO):
         source.seek(0)
-    with _quiet():
+    with quiet_tracing():
         loaded = torch.jit.load(source, map_location=x.device)
     # one plain run of the saved graph: the profiling executor's optimisation passes would
     # cost more than the run itself, and change no arithmetic on the CPU
@@ -291,14 +291,14 @@ def _exporting(model: nn.Module):
     was_training = model.training
     model.eval()
     try:
-        with _quiet():
+        with quiet_tracing():
             yield
     finally:
         model.train(was_training)
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_tracing():
     # Deprecation notices of torch.jit and the TorchScript ONNX exporter, and TracerWarnings
     # from the models' input checks (Python comparisons on shapes), on every export.
     with warnings.catch_warnings():

@@ -1,8 +1,10 @@
-"""vertebra.optimize: BatchNorm folded, channels_last, inference mode, bfloat16, and the inductor
-backend (torch.compile with freezing).  Compiling takes seconds per model, so the registry-wide
-check runs the eager backend and the compiled path is checked on a few small models."""
+"""vertebra.optimize: BatchNorm folded, channels_last, inference mode, bfloat16, and the three
+backends: onednn (the default: TorchScript frozen, oneDNN Graph fusion), inductor (torch.compile
+with freezing) and eager.  The registry-wide check runs eager and onednn; compiling takes seconds
+per model, so the inductor path is checked on a few small models."""
 import copy
 import importlib
+import warnings
 
 import pytest
 import torch
@@ -36,8 +38,15 @@ def test_optimized_fp32_equals_eager(name):
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         expected = model(x)
-    fast = vertebra.optimize(model, backend="eager")
-    assert relative_error(fast(x), expected) <= 1e-4
+    assert relative_error(vertebra.optimize(model, backend="eager")(x), expected) <= 1e-4
+    # The default backend, fused by oneDNN Graph -- except the recurrent models, whose unrolled
+    # LSTM graphs oneDNN Graph fails on (torch 2.13): they fall back to eager, with a warning.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = vertebra.optimize(model)(x)
+    fell_back = [str(w.message) for w in caught if "oneDNN Graph could not run" in str(w.message)]
+    assert relative_error(got, expected) <= 1e-4
+    assert bool(fell_back) == (vertebra.model_info(name).family in ("rnn", "lstm")), fell_back
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == \
         any(isinstance(m, nn.BatchNorm2d) for m in vertebra.create_model(name).modules())  # original untouched
 
@@ -58,8 +67,9 @@ def test_features_only_models():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         expected = model(x)
-    # The compiled graph returns a list too; one image per call, so each level is joined from two.
-    for backend, micro_batch in (("eager", None), ("inductor", 1)):
+    # The traced and compiled graphs return a list too; one image per call, so each level is
+    # joined from two.
+    for backend, micro_batch in (("eager", None), ("onednn", 1), ("inductor", 1)):
         got = vertebra.optimize(model, backend=backend, micro_batch=micro_batch)(x)
         assert len(got) == 2 and all(relative_error(g, e) <= 1e-4 for g, e in zip(got, expected)), backend
         assert [g.shape for g in got] == [e.shape for e in expected]
@@ -80,8 +90,9 @@ def test_bfloat16_agrees_with_fp32_on_the_digits_for_a_trained_model(tmp_path, m
     load_checkpoint(tmp_path / "run", "last", model)
     images = digits().test.images
     fp32 = vertebra.optimize(model, backend="eager")(images).argmax(1)
-    bf16 = vertebra.optimize(model, dtype=torch.bfloat16, backend="eager")(images).argmax(1)
-    assert (fp32 == bf16).float().mean() >= 0.99
+    for backend in ("eager", "onednn"):
+        bf16 = vertebra.optimize(model, dtype=torch.bfloat16, backend=backend)(images).argmax(1)
+        assert (fp32 == bf16).float().mean() >= 0.99, backend
     module = importlib.import_module("vertebra.inference.optimize")  # the package exports the function
     monkeypatch.setattr(module, "cpu_supports_bf16", lambda: False)
     with pytest.raises(ValueError, match="AVX512-BF16 or AMX"):
@@ -122,7 +133,7 @@ def test_inductor_backend_freezes_and_fuses_the_convolutions():
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         expected = model(x)
-    fast = vertebra.optimize(model)
+    fast = vertebra.optimize(model, backend="inductor")
     got, code = generated_code(fast, x)
     assert relative_error(got, expected) <= 1e-4
     assert "convolution_pointwise" in code  # oneDNN's fused op, which only freezing calls
@@ -142,7 +153,7 @@ def test_each_optimized_model_compiles_its_own_graphs():
     with torch._dynamo.config.patch(recompile_limit=1):  # the ninth model, sooner
         for family in (type("FamilyA", (TinyNet,), {}), type("FamilyB", (TinyNet,), {})):  # one forward
             model = family().eval()
-            got, code = generated_code(vertebra.optimize(model), x)
+            got, code = generated_code(vertebra.optimize(model, backend="inductor"), x)
             assert "convolution_pointwise" in code, family.__name__
             with torch.no_grad():
                 assert relative_error(got, model(x)) <= 1e-4
@@ -170,9 +181,10 @@ def test_a_batch_runs_in_slices_with_the_same_outputs():
     x = torch.randn(5, 3, 12, 12)
     with torch.no_grad():
         expected = model(x)
-    fast = vertebra.optimize(model, micro_batch=2)  # slices of 2, 2 and 1: two graphs
-    got = fast(x)
-    assert got.shape == (5, 8) and relative_error(got, expected) <= 1e-4
+    for backend in ("onednn", "inductor"):
+        fast = vertebra.optimize(model, backend=backend, micro_batch=2)  # slices of 2, 2 and 1: two graphs
+        got = fast(x)
+        assert got.shape == (5, 8) and relative_error(got, expected) <= 1e-4, backend
     from vertebra.inference.optimize import PooledProjection, micro_batch_size
 
     assert isinstance(fast.model[3].fc1, PooledProjection) and isinstance(model[3].fc1, nn.Conv2d)  # copy only
@@ -182,7 +194,56 @@ def test_a_batch_runs_in_slices_with_the_same_outputs():
     assert micro_batch_size(torch.empty(32, 3, 224, 224), 8) == 8
 
 
-def test_inductor_backend_in_bfloat16():
+def test_onednn_backend_traces_once_per_shape_and_fuses():
+    """The default backend: one frozen trace per input shape, run with oneDNN Graph's fused
+    partitions; the user's TorchScript settings and model stay as they were."""
+    model = with_trained_statistics(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                                  nn.Conv2d(8, 8, 3, padding=1), nn.Hardswish()))
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x)
+    fast = vertebra.optimize(model)
+    assert fast.backend == "onednn" and fast.runner.traced == {}  # traced on first use
+    llga_before = torch._C._jit_llga_enabled()
+    got = fast(x)
+    assert relative_error(got, expected) <= 1e-4
+    assert "oneDNNFusionGroup" in str(torch.jit.last_executed_optimized_graph())  # fused, not interpreted
+    assert torch._C._jit_llga_enabled() == llga_before
+    autocast_pass = torch._C._jit_set_autocast_mode(True)
+    torch._C._jit_set_autocast_mode(autocast_pass)
+    assert autocast_pass is True  # TorchScript's autocast pass on again after each call
+    assert isinstance(model[1], nn.BatchNorm2d) and model[0].weight.requires_grad
+    (traced,) = fast.runner.traced.values()
+    fast(x)
+    assert list(fast.runner.traced.values()) == [traced]  # the same trace, not a second one
+    x3 = torch.randn(3, 3, 16, 16)  # a new shape: traced again
+    with torch.no_grad():
+        assert relative_error(fast(x3), model(x3)) <= 1e-4
+    assert len(fast.runner.traced) == 2
+
+
+def test_onednn_backend_falls_back_to_eager_with_a_warning(monkeypatch):
+    """A graph oneDNN Graph (or the tracer) cannot run: that shape runs the folded copy in eager."""
+    model = with_trained_statistics(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU()))
+    x = torch.randn(2, 3, 10, 10)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("vector::_M_range_check: __n (which is 0) >= this->size() (which is 0)")
+
+    monkeypatch.setattr(torch.jit, "freeze", broken)
+    fast = vertebra.optimize(model)
+    with pytest.warns(RuntimeWarning, match=r"oneDNN Graph could not run Sequential at input shape \(2, 3, 10, 10\) "
+                                            r"\(vector::_M_range_check.*runs in eager"):
+        got = fast(x)
+    with torch.no_grad():
+        assert relative_error(got, model(x)) <= 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast(x)  # warned once per shape
+
+
+@pytest.mark.parametrize("backend", ["onednn", "inductor"])
+def test_compiled_backends_in_bfloat16(backend):
     from vertebra.hardware import cpu_supports_bf16
 
     if not cpu_supports_bf16():
@@ -192,7 +253,7 @@ def test_inductor_backend_in_bfloat16():
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         expected = model(x)
-    got = vertebra.optimize(model, dtype=torch.bfloat16)(x)
+    got = vertebra.optimize(model, dtype=torch.bfloat16, backend=backend)(x)
     assert got.dtype == torch.float32 and 1e-5 < relative_error(got, expected) <= 2e-2  # bf16 ran, and well
 
 
@@ -201,7 +262,7 @@ def test_bad_arguments(monkeypatch):
         vertebra.optimize("resnet18")
     with pytest.raises(ValueError, match="float32 or torch.bfloat16"):
         vertebra.optimize(vertebra.create_model("resnet18"), dtype=torch.float16)
-    with pytest.raises(ValueError, match="backend must be one of 'inductor', 'eager', got 'tensorrt'"):
+    with pytest.raises(ValueError, match="backend must be one of 'onednn', 'inductor', 'eager', got 'tensorrt'"):
         vertebra.optimize(vertebra.create_model("resnet18"), backend="tensorrt")
     for bad in (0, 2.5, True):
         with pytest.raises(ValueError, match="micro_batch must be a positive int or None"):
@@ -210,16 +271,20 @@ def test_bad_arguments(monkeypatch):
         vertebra.optimize(vertebra.create_model("resnet18"), backend="eager")(torch.randn(3, 64, 64))
     with pytest.raises(TypeError, match="expected a torch.Tensor, got list"):
         vertebra.optimize(vertebra.create_model("resnet18"), backend="eager")([1, 2])
-    with pytest.raises(ValueError, match="expects 3 input channels, got 4"):  # the model's own check, compiled
-        vertebra.optimize(vertebra.create_model("resnet18"))(torch.randn(1, 4, 64, 64))
+    for backend in ("onednn", "inductor"):  # the model's own check, traced or compiled
+        with pytest.raises(ValueError, match="expects 3 input channels, got 4"):
+            vertebra.optimize(vertebra.create_model("resnet18"), backend=backend)(torch.randn(1, 4, 64, 64))
     module = importlib.import_module("vertebra.inference.optimize")
     monkeypatch.setattr(module, "cxx_compiler", lambda: None)
     with pytest.raises(RuntimeError, match="no compiler.*backend='eager'"):
-        vertebra.optimize(vertebra.create_model("resnet18"))
+        vertebra.optimize(vertebra.create_model("resnet18"), backend="inductor")
+    vertebra.optimize(vertebra.create_model("resnet18"))  # the default needs no compiler
 
 
 def test_compile_flag_picks_the_backend():
     model = vertebra.create_model("resnet18", num_classes=10).eval()
+    assert vertebra.optimize(model).backend == "onednn"
     assert vertebra.optimize(model, compile=False).backend == "eager"
+    assert vertebra.optimize(model, compile=True).backend == "inductor"
     with pytest.raises(TypeError, match="compile must be True or False, got 'yes'"):
         vertebra.optimize(model, compile="yes")

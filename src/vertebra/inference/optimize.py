@@ -2,21 +2,24 @@
 
 BatchNorm in eval mode is an affine map per channel, so after a convolution (or linear
 layer) it folds into that layer's weights and bias: one op and one pass over memory fewer
-per block.  The copy runs in inference mode, optionally in bfloat16, and then (the default
-backend) is compiled by TorchInductor with *freezing*: the weights become constants of the
-graph, so oneDNN reorders them once into its blocked layout and fuses each convolution
-with the activation or residual add after it, and the small element-wise work between
-convolutions (squeeze-excite, channel shuffle, hard-swish) becomes generated C++ loops.
-A batch runs a few images at a time, which keeps activations in cache and in the heap.
-On a 2-core AMD EPYC this is 1.6x torchvision's eager resnet50 at batch 1 and 2-2.8x its
-mobilenet_v2/v3, shufflenet_v2 and efficientnet_b0 (benchmarks/inference.py).  The
-``eager`` backend stops after folding and channels_last.  The model handed in is not changed.
+per block.  The copy runs in inference mode, optionally in bfloat16, and then one of three
+backends runs it.  ``onednn`` (the default) traces it to TorchScript with the weights frozen
+in as constants and lets oneDNN Graph compile the traced graph into fused partitions --
+convolutions with their activations, residual adds and pools -- whose weights are reordered
+into oneDNN's blocked layout once.  ``inductor`` compiles it with torch.compile and freezing
+(the same oneDNN convolutions, with generated C++ for the element-wise work between them; a
+few times more overhead per convolution and seconds of compiling).  ``eager`` stops after
+folding and channels_last.  A batch runs a few images at a time, which keeps activations in
+cache.  On a 2-core AMD EPYC the default runs resnet50 at 0.85 of the fp32 peak at batch 32,
+and mobilenet_v2 at 1.5x the inductor backend's speed at batch 1 (benchmarks/inference.py).
+The model handed in is not changed.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import shutil
+import warnings
 
 import torch
 from torch import nn
@@ -24,7 +27,7 @@ from torch import nn
 from ..hardware import cpu_supports_bf16
 from ..layers import SqueezeExcite
 
-BACKENDS = ("inductor", "eager")
+BACKENDS = ("onednn", "inductor", "eager")
 
 # Inductor's settings for the compiled copy, set around each call to it (see inductor_config).
 # freezing: weights as constants, prepacked and fused (above).  cpp_wrapper: the graph calls its
@@ -38,7 +41,8 @@ INDUCTOR_CONFIG = {"freezing": True, "cpp_wrapper": True, "max_autotune": True,
 # of this size, whose activations (a few MB per image) stay in a 32 MB L3 cache and in the heap:
 # glibc hands blocks over 32 MB back to the kernel after each call, and faulting their pages in
 # again cost more than the convolutions at batch 32 (compiled mobilenet_v2 on a 2-core AMD
-# EPYC: 154 images/s in one piece, 350 in slices of four).
+# EPYC: 154 images/s in one piece, 350 in slices of four).  With oneDNN Graph, slices of eight
+# were 0-8% faster for the mobile models but 2-4% slower for resnet50 and 8% for densenet121.
 MICRO_BATCH_VALUES = 4 * 3 * 224 * 224
 
 
@@ -129,6 +133,59 @@ def compile_frozen(model: nn.Module):
                          options={"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe})
 
 
+@contextlib.contextmanager
+def onednn_fusion():
+    """TorchScript's oneDNN Graph fuser on, and its autocast pass off, for the length of a call;
+    the user's settings put back after.  The trace records bfloat16 autocast's casts where they
+    ran, so the pass would only add more, each a cut between fused partitions (resnet50 in bf16,
+    batch 8: 80 images/s with it, 106 without).  (``torch.jit.fuser("fuser3")`` would set the
+    first, but warns about nvfuser on every call.)"""
+    was_fusing, was_casting = torch._C._jit_llga_enabled(), torch._C._jit_set_autocast_mode(False)
+    torch.jit.enable_onednn_fusion(True)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(was_fusing)
+        torch._C._jit_set_autocast_mode(was_casting)
+
+
+class OneDNNGraphRunner:
+    """The copy traced to TorchScript once per input shape, frozen (weights as constants), and run
+    with oneDNN Graph fusion: oneDNN compiles each convolution with the activations, residual adds
+    and pooling around it into partitions -- whole residual stages of resnet50 -- once, and each
+    call runs the compiled partitions.  torch.compile's frozen graphs reach the same oneDNN
+    kernels, but each of their convolution calls builds a primitive descriptor again (~20 us,
+    against ~3 us here), and compiling their C++ takes seconds where a trace takes well under one.
+    A trace is specialised to its input's shape and layout (oneDNN Graph guards on them): one each.
+    oneDNN Graph fails on some graphs (the unrolled LSTMs of the recurrent models, in torch 2.13);
+    such a shape runs the folded copy in eager instead, with a warning."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
+        self.model, self.dtype, self.traced = model, dtype, {}
+
+    def __call__(self, x: torch.Tensor):
+        key = (tuple(x.shape), x.stride(), x.dtype)
+        with onednn_fusion():
+            runner = self.traced.get(key) or self.trace(key, x)
+            return runner(x)
+
+    def trace(self, key, x: torch.Tensor):
+        from ..export import quiet_tracing
+
+        try:
+            with quiet_tracing():
+                traced = torch.jit.freeze(torch.jit.trace(self.model, (x,), check_trace=False, strict=False))
+                for _ in range(2):  # TorchScript profiles the first call and fuses on the second
+                    traced(x)
+        except RuntimeError as error:
+            warnings.warn(f"oneDNN Graph could not run {type(self.model).__name__} at input shape "
+                          f"{tuple(x.shape)} ({str(error).splitlines()[0]}); that shape runs in eager, "
+                          "BatchNorm folded", RuntimeWarning, stacklevel=4)
+            traced = self.model
+        self.traced[key] = traced
+        return traced
+
+
 def micro_batch_size(x: torch.Tensor, micro_batch: int | None) -> int:
     """Images per call for input ``x``: ``micro_batch`` when given, else by MICRO_BATCH_VALUES."""
     return micro_batch or max(1, MICRO_BATCH_VALUES // max(1, x[0].numel()))
@@ -141,13 +198,15 @@ def join(parts) -> torch.Tensor:
 
 class InferenceModel(nn.Module):
     """The optimized copy: takes any float tensor (N, C, H, W) and returns float32, runs in
-    inference mode (and bfloat16 autocast when asked) a slice of the batch at a time; with the
-    inductor backend the first call at each slice shape compiles."""
+    inference mode (and bfloat16 autocast when asked) a slice of the batch at a time.  The first
+    call at each slice shape traces (onednn backend, well under a second) or compiles (inductor,
+    seconds)."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype, backend: str, micro_batch: int | None = None):
         super().__init__()
         self.model, self.dtype, self.backend, self.micro_batch = model, dtype, backend, micro_batch
-        self.runner = compile_frozen(model) if backend == "inductor" else model
+        self.runner = {"onednn": lambda: OneDNNGraphRunner(model, dtype), "inductor": lambda: compile_frozen(model),
+                       "eager": lambda: model}[backend]()
         for name in ("feature_info", "num_features", "num_classes", "model_name", "default_input_size",
                      "min_input_size", "in_chans", "out_indices"):
             if hasattr(model, name):
@@ -159,14 +218,16 @@ class InferenceModel(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"expected a 4-D input (batch, channels, height, width), got shape {tuple(x.shape)}")
         # Freezing needs gradients off: inference mode gives that and skips autograd bookkeeping.
-        with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16,
+        # No autocast weight cache: a trace would record the cached casts as constants of its own.
+        with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16, cache_enabled=False,
                                                     enabled=self.dtype == torch.bfloat16), \
                 (inductor_config() if self.backend == "inductor" else contextlib.nullcontext()):
             x = x.float()  # no copy when it is float32 already
             if self.backend == "eager":
-                # Eager convolutions run in the layout of their input.  Inductor picks layouts
-                # itself: its first convolution reads NCHW as it comes, where converting first
-                # costs a pass over the input (mobilenet_v2, batch 1: 2.09x -> 2.39x torchvision).
+                # Eager convolutions run in the layout of their input.  oneDNN Graph and Inductor
+                # pick layouts themselves: their first convolution reads NCHW as it comes, where
+                # converting first costs a pass over the input (inductor's mobilenet_v2, batch 1:
+                # 2.09x -> 2.39x torchvision).
                 x = x.contiguous(memory_format=torch.channels_last)
             outs = [self.runner(part) for part in x.split(micro_batch_size(x, self.micro_batch))]
         if isinstance(outs[0], (list, tuple)):  # features_only: one list of levels per slice
@@ -174,18 +235,19 @@ class InferenceModel(nn.Module):
         return join(outs)
 
 
-def optimize(model: nn.Module, *, dtype: torch.dtype = torch.float32, backend: str = "inductor",
+def optimize(model: nn.Module, *, dtype: torch.dtype = torch.float32, backend: str = "onednn",
              micro_batch: int | None = None, compile: bool | None = None) -> InferenceModel:
     """An inference copy of ``model``: BatchNorm folded, channels_last weights, eval and inference
     mode, optionally bfloat16 (CPUs with AVX512-BF16 or AMX).
 
-    ``backend="inductor"`` (default) compiles the copy with torch.compile and freezing; it needs
-    a C++ compiler, and the first call at each input shape takes some 5-15 s (resnet50,
-    mobilenets, efficientnet_b0 on 2 cores; later runs hit Inductor's on-disk cache).  The copy
-    is frozen: to change its weights, optimize the model again.  ``backend="eager"`` stops
-    after folding and layout.  ``micro_batch`` is the number of images per call (default: four
-    at 224x224, more for smaller images).  ``compile=True/False`` is the same choice under the
-    issue's name (inductor / eager).  fp32 outputs stay within 1e-4 of the eager model."""
+    ``backend="onednn"`` (default) traces the copy to TorchScript and runs it with oneDNN Graph
+    fusion; the first call at each input shape takes 0.2-1 s.  ``backend="inductor"`` compiles it
+    with torch.compile and freezing instead: it needs a C++ compiler, its first call at each shape
+    takes 5-15 s, and on a 2-core AMD EPYC it ran 0-45% slower than onednn (mobilenet_v2 at batch 1
+    the most).  Either copy is frozen: to change its weights, optimize the model again.
+    ``backend="eager"`` stops after folding and layout.  ``micro_batch`` is the number of images
+    per call (default: four at 224x224, more for smaller images).
+    ``compile=True/False`` picks inductor / eager.  fp32 outputs stay within 1e-4 of the eager model."""
     if compile is not None:
         if not isinstance(compile, bool):
             raise TypeError(f"compile must be True or False, got {compile!r}")
