@@ -189,9 +189,13 @@ def test_a_batch_runs_in_slices_with_the_same_outputs():
 
     assert isinstance(fast.model[3].fc1, PooledProjection) and isinstance(model[3].fc1, nn.Conv2d)  # copy only
 
-    assert micro_batch_size(torch.empty(32, 3, 224, 224), None) == 4  # four 224x224 images a call
-    assert micro_batch_size(torch.empty(256, 3, 32, 32), None) == 196
-    assert micro_batch_size(torch.empty(32, 3, 224, 224), 8) == 8
+    assert micro_batch_size(torch.empty(32, 3, 224, 224), None, 4.1e9) == 4  # resnet50: four 224x224 images a call
+    assert micro_batch_size(torch.empty(32, 3, 224, 224), None, 2.0e9) == 6
+    assert micro_batch_size(torch.empty(32, 3, 224, 224), None, 0.3e9) == 8  # mobilenet_v2: eight
+    assert micro_batch_size(torch.empty(256, 3, 32, 32), None, 4.1e9 / 49) == 196  # smaller images: more
+    assert micro_batch_size(torch.empty(32, 3, 224, 224), 8, 4.1e9) == 8
+    big = vertebra.optimize(vertebra.create_model("resnet50", num_classes=10), backend="eager")
+    assert big.image_macs(torch.empty(1, 3, 64, 64)) == vertebra.analysis.count_macs(big.model, 64)
 
 
 def test_onednn_backend_traces_once_per_shape_and_fuses():

@@ -37,13 +37,17 @@ BACKENDS = ("onednn", "inductor", "eager")
 INDUCTOR_CONFIG = {"freezing": True, "cpp_wrapper": True, "max_autotune": True,
                    "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False}
 
-# Input values per call of the model: four 224x224 RGB images.  A larger batch runs in slices
-# of this size, whose activations (a few MB per image) stay in a 32 MB L3 cache and in the heap:
-# glibc hands blocks over 32 MB back to the kernel after each call, and faulting their pages in
-# again cost more than the convolutions at batch 32 (compiled mobilenet_v2 on a 2-core AMD
-# EPYC: 154 images/s in one piece, 350 in slices of four).  With oneDNN Graph, slices of eight
-# were 0-8% faster for the mobile models but 2-4% slower for resnet50 and 8% for densenet121.
-MICRO_BATCH_VALUES = 4 * 3 * 224 * 224
+# Images per call: a large batch runs in slices, which keeps activations in a 32 MB L3 cache
+# and in the heap (glibc hands blocks over 32 MB back to the kernel after each call, and faulting
+# their pages in again cost more than the convolutions: compiled mobilenet_v2 at batch 32 on a
+# 2-core AMD EPYC, 154 images/s in one piece, 350 in slices of four).  A slice carries about
+# SLICE_MACS of work, and between four and eight 224x224 images' worth of input values (more
+# images when they are smaller): light models (mobilenets, shufflenet_v2, efficientnet_b0, 0.15-
+# 0.4 GMACs an image) run eight, spreading each call's fixed costs over more images (oneDNN Graph,
+# batch 32: 1-8% faster than four); heavy ones (resnet50 4.1 GMACs, densenet121 2.9) run four,
+# whose activations fit the cache (eight: 2-4% and 8% slower).
+SLICE_MACS = 12e9
+SLICE_VALUES = (4 * 3 * 224 * 224, 8 * 3 * 224 * 224)
 
 
 def fold_conv_bn(conv: nn.Conv2d | nn.Linear, bn: nn.BatchNorm2d | nn.BatchNorm1d) -> None:
@@ -160,8 +164,8 @@ class OneDNNGraphRunner:
     oneDNN Graph fails on some graphs (the unrolled LSTMs of the recurrent models, in torch 2.13);
     such a shape runs the folded copy in eager instead, with a warning."""
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype):
-        self.model, self.dtype, self.traced = model, dtype, {}
+    def __init__(self, model: nn.Module):
+        self.model, self.traced = model, {}
 
     def __call__(self, x: torch.Tensor):
         key = (tuple(x.shape), x.stride(), x.dtype)
@@ -186,9 +190,13 @@ class OneDNNGraphRunner:
         return traced
 
 
-def micro_batch_size(x: torch.Tensor, micro_batch: int | None) -> int:
-    """Images per call for input ``x``: ``micro_batch`` when given, else by MICRO_BATCH_VALUES."""
-    return micro_batch or max(1, MICRO_BATCH_VALUES // max(1, x[0].numel()))
+def micro_batch_size(x: torch.Tensor, micro_batch: int | None, macs_per_image: float) -> int:
+    """Images per call for input ``x``: ``micro_batch`` when given, else by SLICE_MACS within
+    SLICE_VALUES."""
+    if micro_batch:
+        return micro_batch
+    fewest, most = (max(1, values // max(1, x[0].numel())) for values in SLICE_VALUES)
+    return min(most, max(fewest, round(SLICE_MACS / max(1.0, macs_per_image))))
 
 
 def join(parts) -> torch.Tensor:
@@ -205,7 +213,8 @@ class InferenceModel(nn.Module):
     def __init__(self, model: nn.Module, dtype: torch.dtype, backend: str, micro_batch: int | None = None):
         super().__init__()
         self.model, self.dtype, self.backend, self.micro_batch = model, dtype, backend, micro_batch
-        self.runner = {"onednn": lambda: OneDNNGraphRunner(model, dtype), "inductor": lambda: compile_frozen(model),
+        self.macs_per_image = {}  # by input (channels, height, width), counted on first use
+        self.runner = {"onednn": lambda: OneDNNGraphRunner(model), "inductor": lambda: compile_frozen(model),
                        "eager": lambda: model}[backend]()
         for name in ("feature_info", "num_features", "num_classes", "model_name", "default_input_size",
                      "min_input_size", "in_chans", "out_indices"):
@@ -218,7 +227,8 @@ class InferenceModel(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"expected a 4-D input (batch, channels, height, width), got shape {tuple(x.shape)}")
         # Freezing needs gradients off: inference mode gives that and skips autograd bookkeeping.
-        # No autocast weight cache: a trace would record the cached casts as constants of its own.
+        # Autocast's weight cache off, as PyTorch's recipe for tracing under autocast has it: the
+        # trace has to see every cast happen.
         with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16, cache_enabled=False,
                                                     enabled=self.dtype == torch.bfloat16), \
                 (inductor_config() if self.backend == "inductor" else contextlib.nullcontext()):
@@ -229,10 +239,25 @@ class InferenceModel(nn.Module):
                 # converting first costs a pass over the input (inductor's mobilenet_v2, batch 1:
                 # 2.09x -> 2.39x torchvision).
                 x = x.contiguous(memory_format=torch.channels_last)
-            outs = [self.runner(part) for part in x.split(micro_batch_size(x, self.micro_batch))]
+            slice_size = micro_batch_size(x, self.micro_batch, self.image_macs(x))
+            outs = [self.runner(part) for part in x.split(slice_size)]
         if isinstance(outs[0], (list, tuple)):  # features_only: one list of levels per slice
             return [join(level) for level in zip(*outs)]
         return join(outs)
+
+
+    def image_macs(self, x: torch.Tensor) -> float:
+        """Multiply-accumulates for one image of ``x``'s size (0 for a model the counter fails on,
+        which then runs the largest slices)."""
+        from ..analysis import count_macs
+
+        key = tuple(x.shape[1:])
+        if self.micro_batch is None and key not in self.macs_per_image:
+            try:
+                self.macs_per_image[key] = float(count_macs(self.model, key[1:], in_chans=key[0]))
+            except (RuntimeError, ValueError, TypeError):
+                self.macs_per_image[key] = 0.0
+        return self.macs_per_image.get(key, 0.0)
 
 
 def optimize(model: nn.Module, *, dtype: torch.dtype = torch.float32, backend: str = "onednn",
@@ -246,8 +271,10 @@ def optimize(model: nn.Module, *, dtype: torch.dtype = torch.float32, backend: s
     takes 5-15 s, and on a 2-core AMD EPYC it ran 0-45% slower than onednn (mobilenet_v2 at batch 1
     the most).  Either copy is frozen: to change its weights, optimize the model again.
     ``backend="eager"`` stops after folding and layout.  ``micro_batch`` is the number of images
-    per call (default: four at 224x224, more for smaller images).
-    ``compile=True/False`` picks inductor / eager.  fp32 outputs stay within 1e-4 of the eager model."""
+    per call (default: four to eight at 224x224 by the model's multiply-adds, more for smaller images).
+    ``compile=True/False`` picks inductor / eager.  fp32 outputs stay within 1e-4 of the eager model.
+    PyTorch has deprecated TorchScript (torch 2.14 warns; vertebra keeps the warnings quiet): should
+    a later torch drop it, ``backend="inductor"`` is the path that remains."""
     if compile is not None:
         if not isinstance(compile, bool):
             raise TypeError(f"compile must be True or False, got {compile!r}")
