@@ -10,8 +10,9 @@ into oneDNN's blocked layout once.  ``inductor`` compiles it with torch.compile 
 (the same oneDNN convolutions, with generated C++ for the element-wise work between them; a
 few times more overhead per convolution and seconds of compiling).  ``eager`` stops after
 folding and channels_last.  A batch runs a few images at a time, which keeps activations in
-cache.  On a 2-core AMD EPYC the default runs resnet50 at 0.85 of the fp32 peak at batch 32,
-and mobilenet_v2 at 1.5x the inductor backend's speed at batch 1 (benchmarks/inference.py).
+cache.  On a 2-core AMD EPYC the default runs resnet50 at 0.83-0.86 of the fp32 roofline at
+batch 32, and mobilenet_v2 1.4-1.5x as fast as the inductor backend at batch 1
+(benchmarks/inference.py).
 The model handed in is not changed.
 """
 from __future__ import annotations
@@ -158,8 +159,9 @@ class OneDNNGraphRunner:
     with oneDNN Graph fusion: oneDNN compiles each convolution with the activations, residual adds
     and pooling around it into partitions -- whole residual stages of resnet50 -- once, and each
     call runs the compiled partitions.  torch.compile's frozen graphs reach the same oneDNN
-    kernels, but each of their convolution calls builds a primitive descriptor again (~20 us,
-    against ~3 us here), and compiling their C++ takes seconds where a trace takes well under one.
+    kernels, but spend more around them: on a chain of 50 tiny convolutions, 18 us per
+    convolution and 95 us per call against 4.4 and 20 here; and compiling their C++ takes
+    seconds where a trace takes well under one.
     A trace is specialised to its input's shape and layout (oneDNN Graph guards on them): one each.
     oneDNN Graph fails on some graphs (the unrolled LSTMs of the recurrent models, in torch 2.13);
     such a shape runs the folded copy in eager instead, with a warning."""
