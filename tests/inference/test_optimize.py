@@ -4,6 +4,7 @@ with freezing) and eager.  The registry-wide check runs eager and onednn; compil
 per model, so the inductor path is checked on a few small models."""
 import copy
 import importlib
+import os
 import warnings
 
 import pytest
@@ -224,6 +225,29 @@ def test_onednn_backend_traces_once_per_shape_and_fuses():
     with torch.no_grad():
         assert relative_error(fast(x3), model(x3)) <= 1e-4
     assert len(fast.runner.traced) == 2
+
+
+def resident_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads resident memory from Linux's /proc")
+def test_onednn_backend_frees_what_it_traced():
+    """Freezing a trace in place leaves its weights in TorchScript's global compilation unit for
+    good (pytorch#96726); optimizing vgg11 (530 MB of weights) three times must not keep three copies."""
+    import gc
+
+    model = vertebra.create_model("vgg11").eval()
+    x = torch.randn(1, 3, 64, 64)
+    resident = []
+    for _ in range(3):
+        fast = vertebra.optimize(model)
+        fast(x)
+        del fast
+        gc.collect()
+        resident.append(resident_mb())
+    assert resident[2] - resident[0] < 250, resident  # a leak would add ~1060 MB
 
 
 def test_onednn_backend_falls_back_to_eager_with_a_warning(monkeypatch):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import shutil
 import warnings
 
@@ -154,6 +155,17 @@ def onednn_fusion():
         torch._C._jit_set_autocast_mode(was_casting)
 
 
+def in_own_compilation_unit(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """``module`` through a torch.jit save and load: the copy lives in a compilation unit of its
+    own, which goes when the copy goes.  Frozen where it was traced, its weights -- constants of
+    the frozen graph -- would stay in TorchScript's one global compilation unit for the life of the
+    process (pytorch#96726): every optimize would leak a copy of the model (vgg11: 530 MB each)."""
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    buffer.seek(0)
+    return torch.jit.load(buffer)
+
+
 class OneDNNGraphRunner:
     """The copy traced to TorchScript once per input shape, frozen (weights as constants), and run
     with oneDNN Graph fusion: oneDNN compiles each convolution with the activations, residual adds
@@ -180,7 +192,8 @@ class OneDNNGraphRunner:
 
         try:
             with quiet_tracing():
-                traced = torch.jit.freeze(torch.jit.trace(self.model, (x,), check_trace=False, strict=False))
+                traced = torch.jit.trace(self.model, (x,), check_trace=False, strict=False)
+                traced = torch.jit.freeze(in_own_compilation_unit(traced))
                 for _ in range(2):  # TorchScript profiles the first call and fuses on the second
                     traced(x)
         except RuntimeError as error:
