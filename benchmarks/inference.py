@@ -8,9 +8,9 @@ vertebra.optimize(backend="eager") (BatchNorm folded, channels_last), vertebra.o
 default: the same, traced and frozen, fused by oneDNN Graph, a few images per call) and
 vertebra.optimize(backend="inductor") (compiled by Inductor with freezing; --no-inductor skips
 it), in one process with one thread count, at each batch size; the one-off first-call times
-(trace, compile) are printed too.  The runners take turns, one timed sample each per round, so that load from other
-processes on a shared machine falls on all of them alike; each figure is the median of its
-samples, and each row says how much CPU other processes took meanwhile.  The same run
+(trace, compile) are printed too.  The runners take turns, one timed sample each per round, so
+that load from other processes on a shared machine falls on all of them alike; each figure is
+the median of its samples, and each row says how much CPU other processes took meanwhile.  The same run
 measures the fp32 roofline -- the fastest of several warm matrix products and convolutions,
 through MKL and oneDNN, at the same thread count, re-measured beside every row and only ever
 raised -- and prints each model's share of it (2 x MACs per image x images/s over the peak

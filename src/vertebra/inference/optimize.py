@@ -22,6 +22,7 @@ import copy
 import io
 import shutil
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -205,13 +206,16 @@ class OneDNNGraphRunner:
         return traced
 
 
-def micro_batch_size(x: torch.Tensor, micro_batch: int | None, macs_per_image: float) -> int:
+def micro_batch_size(x: torch.Tensor, micro_batch: int | None, image_macs: Callable[[], float]) -> int:
     """Images per call for input ``x``: ``micro_batch`` when given, else by SLICE_MACS within
-    SLICE_VALUES."""
+    SLICE_VALUES.  ``image_macs()`` (one image's multiply-adds) is asked only when the batch is
+    larger than the smallest slice."""
     if micro_batch:
         return micro_batch
     fewest, most = (max(1, values // max(1, x[0].numel())) for values in SLICE_VALUES)
-    return min(most, max(fewest, round(SLICE_MACS / max(1.0, macs_per_image))))
+    if len(x) <= fewest:
+        return fewest
+    return min(most, max(fewest, round(SLICE_MACS / max(1.0, image_macs()))))
 
 
 def join(parts) -> torch.Tensor:
@@ -254,7 +258,7 @@ class InferenceModel(nn.Module):
                 # converting first costs a pass over the input (inductor's mobilenet_v2, batch 1:
                 # 2.09x -> 2.39x torchvision).
                 x = x.contiguous(memory_format=torch.channels_last)
-            slice_size = micro_batch_size(x, self.micro_batch, self.image_macs(x))
+            slice_size = micro_batch_size(x, self.micro_batch, lambda: self.image_macs(x))
             outs = [self.runner(part) for part in x.split(slice_size)]
         if isinstance(outs[0], (list, tuple)):  # features_only: one list of levels per slice
             return [join(level) for level in zip(*outs)]
@@ -267,12 +271,12 @@ class InferenceModel(nn.Module):
         from ..analysis import count_macs
 
         key = tuple(x.shape[1:])
-        if self.micro_batch is None and key not in self.macs_per_image:
+        if key not in self.macs_per_image:
             try:
                 self.macs_per_image[key] = float(count_macs(self.model, key[1:], in_chans=key[0]))
             except (RuntimeError, ValueError, TypeError):
                 self.macs_per_image[key] = 0.0
-        return self.macs_per_image.get(key, 0.0)
+        return self.macs_per_image[key]
 
 
 def optimize(model: nn.Module, *, dtype: torch.dtype = torch.float32, backend: str = "onednn",
@@ -281,10 +285,10 @@ def optimize(model: nn.Module, *, dtype: torch.dtype = torch.float32, backend: s
     mode, optionally bfloat16 (CPUs with AVX512-BF16 or AMX).
 
     ``backend="onednn"`` (default) traces the copy to TorchScript and runs it with oneDNN Graph
-    fusion; the first call at each input shape takes 0.2-1 s.  ``backend="inductor"`` compiles it
+    fusion; the first call at each input shape takes 0.3-2 s.  ``backend="inductor"`` compiles it
     with torch.compile and freezing instead: it needs a C++ compiler, its first call at each shape
-    takes 5-15 s, and on a 2-core AMD EPYC it ran 0-45% slower than onednn (mobilenet_v2 at batch 1
-    the most).  Either copy is frozen: to change its weights, optimize the model again.
+    takes 5-12 s, and on a 2-core AMD EPYC it ran 2-40% slower than onednn on resnet50, the
+    mobilenets and efficientnet_b0 (shufflenet_v2 at batch 32: 2-8% faster).  Either copy is frozen: to change its weights, optimize the model again.
     ``backend="eager"`` stops after folding and layout.  ``micro_batch`` is the number of images
     per call (default: four to eight at 224x224 by the model's multiply-adds, more for smaller images).
     ``compile=True/False`` picks inductor / eager.  fp32 outputs stay within 1e-4 of the eager model.
