@@ -129,6 +129,11 @@ class Backbone(nn.Module):
                              f"(input shape {tuple(x.shape)})")
         if not x.is_floating_point():
             raise ValueError(f"{name} expects a floating-point input, got dtype {x.dtype}")
+        weight = next(self.parameters(), None)
+        if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"{name} expects {weight.dtype} input like its weights, got {x.dtype}: convert "
+                             f"the input (x.to({weight.dtype})) or the model (model.to({x.dtype})), "
+                             f"or run under torch.autocast")
         height, width = x.shape[-2:]
         if min(height, width) < self.min_input_size:
             raise ValueError(f"{name} expects height and width of at least {self.min_input_size}, "

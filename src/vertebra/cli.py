@@ -183,14 +183,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .train.predict import load_image, load_trained, predict
 
     model, metadata = load_trained(args.model, args.weights)
-    images = [load_image(path, metadata) for path in args.images]
-    results = predict(model, images, metadata.get("classes") or [], args.top_k)
-    for path, top in zip(args.images, results):
+    images, unreadable = {}, []
+    for path in args.images:
+        try:
+            images[path] = load_image(path, metadata)
+        except ValueError as error:
+            unreadable.append(path)
+            print(f"vertebra predict: skipped: {error}", file=sys.stderr)
+    if not images:
+        raise ValueError(f"none of the {len(args.images)} images could be read")
+    results = predict(model, list(images.values()), metadata.get("classes") or [], args.top_k)
+    for path, top in zip(images, results):
         if args.json:
             print(json.dumps({"image": path, "top": [{"class": c, "probability": p} for c, p in top]}))
         else:
             console.print(f"{path}: " + ", ".join(f"{c} {p:.1%}" for c, p in top))
-    return 0
+    if unreadable:
+        print(f"vertebra predict: {len(unreadable)} of {len(args.images)} images unreadable", file=sys.stderr)
+    return 1 if unreadable else 0
 
 
 def cmd_gates(args: argparse.Namespace) -> int:
@@ -254,14 +264,15 @@ def cmd_search(args: argparse.Namespace) -> int:
 def _model_to_export(args: argparse.Namespace):
     """The model to export: rebuilt from a vertebra weights file's card, or built from the
     options and filled strictly from a foreign (torchvision/timm) checkpoint."""
-    from .weights import load_weights, read_weights
+    from .weights import classes_in, load_weights, read_weights
 
     if not args.weights:
         console.print(f"no --weights: exporting {args.model} with random initial weights", soft_wrap=True)
         return create_model(args.model, num_classes=args.num_classes)
-    _, card = read_weights(args.weights)
+    state, card = read_weights(args.weights)
     if not card:
-        model = create_model(args.model, num_classes=args.num_classes)
+        num_classes = args.num_classes if args.num_classes is not None else classes_in(args.model, state)
+        model = create_model(args.model, num_classes=num_classes)
     else:
         if card["model"] != args.model:
             raise ValueError(f"{args.weights} holds weights of {card['model']}, not {args.model}")
@@ -280,10 +291,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import (DEFAULT_OPSET, check_onnx, check_torchscript, example_input, export_onnx,
                          export_torchscript, require)
 
+    from .durable import check_output_folder
+
     card = model_info(args.model)  # fail on a wrong name before any work
     out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder: name the file to write, e.g. {out / (args.model + '.onnx')}")
     if out.exists() and not args.force:
         raise ValueError(f"{out} exists: pass --force to replace it")
+    if not out.parent.is_dir():
+        raise ValueError(f"folder {str(out.parent)!r} does not exist")
+    check_output_folder(out.parent, "the folder of --out")  # writable, before any work
     onnx = args.format == "onnx"
     if not onnx and (args.dynamic_batch or args.opset is not None):
         raise ValueError("--dynamic-batch and --opset apply to --format onnx only "
@@ -313,6 +331,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .design.nas import EXECUTORS, SPACES, STRATEGIES
+
     parser = argparse.ArgumentParser(prog="vertebra", description="Classic computer-vision backbones, "
                                      "faithful to their papers.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -354,7 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     fit.add_argument("--weight-decay", type=float)
     fit.add_argument("--out", help="output folder (default: runs/MODEL); an existing run needs --resume")
-    fit.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
+    fit.add_argument("--resume", action="store_true", help="continue the run in --out after its last committed "
+                     "epoch; the run must be the same (model, data, seed, every setting that changes the "
+                     "result), except --epochs, which may be raised to extend it (the learning-rate schedule "
+                     "is then recomputed for the new total)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPUs with AVX512-BF16 or AMX)")
     fit.add_argument("--no-channels-last", action="store_true")
@@ -384,17 +407,19 @@ def build_parser() -> argparse.ArgumentParser:
     gates.add_argument("--layer", type=int, default=0)
     gates.add_argument("--out", default="gates.png")
     gates.set_defaults(run=cmd_gates)
-    nas = commands.add_parser("search", help="neural architecture search: an RL controller or random search")
-    nas.add_argument("strategy", choices=("rl", "random"))
-    nas.add_argument("--space", choices=("nas_cnn", "mnas_blocks"), default="nas_cnn")
+    nas = commands.add_parser("search", help="neural architecture search: " + ", ".join(STRATEGIES))
+    nas.add_argument("strategy", choices=tuple(STRATEGIES))
+    nas.add_argument("--space", choices=tuple(SPACES), default="nas_cnn")
     nas.add_argument("--trials", type=_positive, default=64, help="children to train (default 64)")
     nas.add_argument("--workers", type=_positive, default=2, help="children trained at once, one core each")
     nas.add_argument("--children-per-update", type=_positive,
                      help="the paper's m: children per controller update (default: max(workers, 4))")
-    nas.add_argument("--executor", choices=("local", "ray"), default="local")
+    nas.add_argument("--executor", choices=tuple(EXECUTORS), default="local",
+                     help="local: a process pool (default); ray: Ray tasks; inline: in this process, one at a time")
     nas.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray instance)")
     nas.add_argument("--out", default="runs/search", help="output folder; an existing search needs --resume")
-    nas.add_argument("--resume", action="store_true", help="continue the search in --out")
+    nas.add_argument("--resume", action="store_true", help="continue the search in --out (every setting the "
+                     "same; finished children are never trained again)")
     nas.add_argument("--seed", type=int, default=0)
     nas.add_argument("--epochs", type=_positive, default=2, help="training epochs per child")
     nas.add_argument("--data", default="digits", help="'digits' (embedded) or an image folder")
@@ -431,4 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as error:
         print(f"vertebra {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the file system said no: one line naming the path and the cause
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"vertebra {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2

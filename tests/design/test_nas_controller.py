@@ -6,6 +6,11 @@ from vertebra.design.nas import (Choice, Controller, ControllerSettings, DepthSc
                                  RandomStrategy, ReinforceStrategy, get_space)
 
 
+def records(*rewards):
+    """Scored trial records, as the search hands them to a strategy."""
+    return [{"trial": i, "reward": r} for i, r in enumerate(rewards)]
+
+
 @pytest.fixture
 def space():
     return get_space("nas_cnn")
@@ -68,7 +73,7 @@ def test_reinforce_moves_probability_toward_the_rewarded_child(space):
 
     before = log_prob(good) - log_prob(bad)
     strategy.baseline = 0.5
-    strategy.update([good, bad], [1.0, 0.0])
+    strategy.update([good, bad], records(1.0, 0.0))
     assert log_prob(good) - log_prob(bad) > before
     assert strategy.baseline == pytest.approx(0.95 ** 2 * 0.5 + 0.05 * 0.95 * 1.0)
 
@@ -86,7 +91,7 @@ def test_the_controller_learns_a_toy_reward():
     for step in range(20):
         batch = strategy.propose(4 * step, 4, 2)
         rewards = [reward(p) for p in batch]
-        strategy.update(batch, rewards)
+        strategy.update(batch, records(*rewards))
         means.append(sum(rewards) / len(rewards))
     assert sum(means[-5:]) / 5 > sum(means[:5]) / 5 + 0.2
 
@@ -94,7 +99,7 @@ def test_the_controller_learns_a_toy_reward():
 @pytest.mark.parametrize("make", [lambda s: ReinforceStrategy(s, seed=5), lambda s: RandomStrategy(s, seed=5)])
 def test_strategy_state_round_trip_gives_the_same_future(space, make):
     strategy = make(space)
-    strategy.update(strategy.propose(0, 2, 3), [0.3, 0.6])
+    strategy.update(strategy.propose(0, 2, 3), records(0.3, 0.6))
     tensors, saved = strategy.state()
     expected = [p.genotype for p in strategy.propose(2, 3, 4)]
     fresh = make(space)
@@ -124,13 +129,15 @@ def test_bad_settings_are_clear_errors(tmp_path):
     from vertebra.design.nas import SearchConfig, search
     from vertebra.design.nas.strategies import make_strategy
 
-    with pytest.raises(ValueError, match="strategy must be 'rl' or 'random', got 'evolution'"):
-        make_strategy("evolution", get_space("nas_cnn"), 0)
+    with pytest.raises(ValueError, match="unknown strategy 'annealing'; the strategies are rl, random"):
+        make_strategy("annealing", get_space("nas_cnn"), 0)
     with pytest.raises(ValueError, match="trials must be a positive integer, got 0"):
         search(SearchConfig("rl", trials=0, out=tmp_path / "a"))
-    with pytest.raises(ValueError, match="executor must be 'local' or 'ray', got 'slurm'"):
+    with pytest.raises(ValueError, match="executor must be one of inline, local, ray, got 'slurm'"):
         search(SearchConfig("rl", trials=2, executor="slurm", out=tmp_path / "b"))
-    with pytest.raises(ValueError, match="nothing to resume"):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="nothing to resume .* notes.txt, which are not a search's"):
         search(SearchConfig("rl", trials=2, resume=True, out=tmp_path / "c"))
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "mine.txt").write_text("keep")

@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import pytest
 
-from vertebra.design.nas import DepthSchedule, SearchConfig, TrialSettings, final_stage, search
+from vertebra.design.nas import AccuracyObjective, DepthSchedule, SearchConfig, TrialSettings, final_stage, scored, search
 from vertebra.design.nas.final import Grid
 
 pytestmark = pytest.mark.xdist_group("nas_search")  # one worker runs the reference search for all
@@ -27,6 +29,25 @@ def config(out, executor="local", **kw):
                         schedule=SCHEDULE, trial=TRIAL, **kw)
 
 
+def children_of(pid):
+    """Every descendant of ``pid`` (Linux /proc)."""
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            kids = [int(k) for k in task.read_text().split()]
+            found += kids
+            frontier += kids
+    return found
+
+
+def alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie is dead, awaiting its parent
+    except OSError:
+        return False
+
+
 def journal(folder):
     lines = (folder / "journal.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
@@ -39,16 +60,21 @@ def reference(tmp_path_factory):
 
 
 def test_search_writes_journal_state_plot_and_best(reference):
-    records = journal(reference.out)
-    assert sorted(r["trial"] for r in records) == list(range(4))
-    assert [r["depth"] for r in sorted(records, key=lambda r: r["trial"])] == [2, 2, 3, 3]
+    raw = journal(reference.out)
+    assert sorted(r["trial"] for r in raw) == list(range(4))
+    assert [r["depth"] for r in sorted(raw, key=lambda r: r["trial"])] == [2, 2, 3, 3]
+    assert not any("reward" in r for r in raw)  # the journal holds what was measured; the objective scores it
+    records = sorted(scored(raw, AccuracyObjective()), key=lambda r: r["trial"])
     for record in records:
         assert "error" not in record, record.get("traceback")
-        assert len(record["genotype"]["layers"]) == record["depth"]
-        assert record["reward"] == pytest.approx(record["val_accuracy"] ** 3)
+        assert len(record["genotype"]["layers"]) == record["depth"] and len(record["history"]) == 1
+        assert record["reward"] == pytest.approx(record["history"][-1] ** 3)
         assert record["params"] > 0 and record["macs"] > 0 and record["train_s"] > 0
+    assert [(r["trial"], r["reward"]) for r in records] == [(r["trial"], r["reward"]) for r in
+                                                            sorted(reference.records, key=lambda r: r["trial"])]
     state = json.loads((reference.out / "state.json").read_text())
     assert state["next_trial"] == 4 and state["pending"] == [] and len(state["updates"]) == 2
+    assert state["updates"][0]["trials"] == [0, 1] and (reference.out / state["strategy_file"]).exists()
     best = max(records, key=lambda r: r["reward"])
     assert json.loads((reference.out / "best_genotype.json").read_text()) == best["genotype"]
     assert (reference.out / "rewards.png").read_bytes()[:4] == b"\x89PNG"
@@ -64,8 +90,7 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(reference, tmp_path):
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "vertebra", "search", "rl", "--out", str(out), *CLI_ARGS]
     wide = {**os.environ, "COLUMNS": "1000"}  # rich wraps at the terminal width
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                               env=wide)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=wide)
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
         done = (out / "journal.jsonl").read_text().count("\n") if (out / "journal.jsonl").exists() else 0
@@ -73,8 +98,14 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(reference, tmp_path):
             break
         time.sleep(0.05)
     assert process.poll() is None, f"the search ended before it could be killed: {process.stderr.read()}"
-    os.killpg(process.pid, signal.SIGKILL)  # the search and its workers, mid-flight
+    workers = children_of(process.pid)
+    assert workers, "the search runs its children in worker processes"
+    os.kill(process.pid, signal.SIGKILL)  # the search alone, mid-flight: its workers must not outlive it
     process.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not [pid for pid in workers if alive(pid)], "worker processes survived the search"
     before = (out / "journal.jsonl").read_text()
     finished_before = [json.loads(line) for line in before.splitlines(keepends=True) if line.endswith("\n")]
     assert 1 <= len(finished_before) < 4
@@ -86,8 +117,8 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(reference, tmp_path):
     assert after[:len(finished_before)] == finished_before  # finished trials kept, not re-trained
     assert sorted(r["trial"] for r in after) == list(range(4))  # none lost, none twice
     by_trial = {r["trial"]: r for r in after}
-    assert [(by_trial[r["trial"]]["genotype"], by_trial[r["trial"]]["reward"]) for r in reference.records] == \
-        [(r["genotype"], r["reward"]) for r in reference.records]
+    assert [(by_trial[r["trial"]]["genotype"], by_trial[r["trial"]]["history"]) for r in reference.records] == \
+        [(r["genotype"], r["history"]) for r in reference.records]
     assert "best reward" in resumed.stdout and "rewards.png" in resumed.stdout
 
 

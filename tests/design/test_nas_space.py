@@ -179,7 +179,7 @@ def test_bad_spaces_and_settings_are_clear_errors(name, settings, error, message
 
 
 def test_describe_and_spaces():
-    assert SPACES == ("nas_cnn", "mnas_blocks")
+    assert tuple(SPACES) == ("nas_cnn", "mnas_blocks")
     space = get_space("mnas_blocks")
     genotype = space.sample(random.Random(0))
     lines = space.describe(genotype).splitlines()

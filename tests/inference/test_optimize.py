@@ -88,7 +88,7 @@ def test_bfloat16_agrees_with_fp32_on_the_digits_for_a_trained_model(tmp_path, m
         return
     train(TrainConfig("mobilenet_v2_035", epochs=12, optimizer="adamw", out=tmp_path / "run"), Console(quiet=True))
     model = vertebra.create_model("mobilenet_v2_035", num_classes=10, small_input=True)
-    load_checkpoint(tmp_path / "run", "last", model)
+    load_checkpoint(tmp_path / "run", model)
     images = digits().test.images
     fp32 = vertebra.optimize(model, backend="eager")(images).argmax(1)
     for backend in ("eager", "onednn"):

@@ -28,7 +28,7 @@ def run(command, out):
 
 
 def final(folder):
-    record = json.loads((folder / "last.json").read_text())
+    record = json.loads((folder / "checkpoint.json").read_text())
     return record, load_file(folder / record["weights"])
 
 

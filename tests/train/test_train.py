@@ -21,7 +21,7 @@ QUICK = dict(epochs=2, batch_size=32, limit=256, seed=3, optimizer="adamw")
 
 
 def final_weights(folder: Path) -> dict[str, torch.Tensor]:
-    record = json.loads((folder / "last.json").read_text())
+    record = json.loads((folder / "checkpoint.json").read_text())
     return load_file(folder / record["weights"])
 
 
@@ -47,9 +47,9 @@ def test_same_seed_same_result_and_the_run_is_written(tmp_path):
     assert untimed(first.history) == untimed(second.history) and first.test_accuracy == second.test_accuracy
     assert first.history[-1]["train_loss"] < first.history[0]["train_loss"]
     names = {p.name for p in (tmp_path / "a").iterdir()}
-    assert {"last.json", "best.json", "curves.png"} <= names
+    assert {"checkpoint.json", "run.json", "curves.png"} <= names
     assert any(n.startswith("last-e0002") and n.endswith(".state.safetensors") for n in names)
-    record = json.loads((tmp_path / "a" / "last.json").read_text())
+    record = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
     assert record["model"] == MODEL and record["epoch"] == 2 and len(record["history"]) == 2
     other = train(TrainConfig(MODEL, out=tmp_path / "c", **{**QUICK, "seed": 4}))
     assert untimed(other.history) != untimed(first.history)
@@ -66,7 +66,7 @@ def test_an_existing_run_is_refused_without_resume(tmp_path):
 def test_resume_after_sigkill_mid_epoch_ends_with_the_same_weights(tmp_path):
     reference = run_cli(*cli_args(tmp_path / "whole", 3))
     killed = run_cli(*cli_args(tmp_path / "killed", 3))
-    marker = tmp_path / "killed" / "last.json"
+    marker = tmp_path / "killed" / "checkpoint.json"
     deadline = time.time() + 240
     while not marker.exists() and killed.poll() is None and time.time() < deadline:
         time.sleep(0.05)

@@ -1,42 +1,29 @@
-"""Checkpoints that survive a kill at any moment.
+"""A training run's folder: what defines the run, and one checkpoint that survives a kill at any moment.
 
-A checkpoint is three files: ``<tag>-e<epoch>.safetensors`` (the weights, vertebra's own
-format), ``<tag>-e<epoch>.state.safetensors`` (optimizer tensors and the torch RNG state)
-and ``<tag>.json`` (epoch, optimizer and scheduler settings, Python and NumPy RNG states,
-the model's name and kwargs, the history).  Each is written to a temporary file, flushed and
-renamed; ``<tag>.json`` is renamed last and names the other two, so it is the commit point:
-a kill before it leaves the previous checkpoint whole, a kill after it the new one.
+``run.json`` records what defines the run (model, data fingerprint, seed, the settings that change
+the result); ``--resume`` continues only that run.  An epoch's checkpoint is
+``last-e<epoch>.safetensors`` (weights), ``last-e<epoch>.state.safetensors`` (optimizer tensors,
+torch RNG state), ``best-e<epoch>.safetensors`` when validation improved, and the manifest
+``checkpoint.json`` (epoch, history, best-so-far, optimizer and scheduler settings, Python and
+NumPy RNG states), which names them.  The manifest is renamed into place last, so it is the one
+commit point: a kill before it leaves the previous epoch whole, a kill after it the new one.
+Files it no longer names are deleted only once it is durable (vertebra.durable).
 """
 from __future__ import annotations
 
-import json
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from ..durable import read_json, remove_unreferenced, sync_folder, write_json, write_tensors
 from ..weights import load_weights, save_weights
 
-
-def atomic_json(path: Path, data: dict) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def atomic_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+MANIFEST = "checkpoint.json"
+RUN = "run.json"
+CHECKPOINT_FILES = r"(last|best)-e\d{4}(\.state)?\.safetensors"
 
 
 def split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -62,47 +49,76 @@ def join_optimizer(tensors: dict[str, torch.Tensor], saved: dict) -> dict:
     return {"state": state, "param_groups": saved["param_groups"]}
 
 
-def save_checkpoint(folder: Path, tag: str, model, optimizer, scheduler, progress: dict) -> Path:
-    """Write checkpoint ``tag`` ("last" or "best") for the epoch in ``progress``; returns the JSON path."""
+def python_rng_state() -> dict:
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state()
+    return {"rng_python": [version, list(internal), gauss],
+            "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]]}
+
+
+def restore_python_rng(record: dict) -> None:
+    version, internal, gauss = record["rng_python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, *rest = record["rng_numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+
+
+def save_checkpoint(folder: Path, model, optimizer, scheduler, progress: dict, improved: bool,
+                    previous: dict | None) -> dict:
+    """Commit the epoch in ``progress``: its files first, then the manifest; returns the manifest.
+
+    ``improved``: validation accuracy beat the best so far, so this epoch's weights become the best;
+    otherwise the best stays the one ``previous`` (the last manifest) names."""
     epoch = progress["epoch"]
-    weights = folder / f"{tag}-e{epoch:04d}.safetensors"
-    state_file = folder / f"{tag}-e{epoch:04d}.state.safetensors"
-    save_weights(model, weights, metadata={key: progress.get(key) for key in ("epoch", "classes", "data",
-                                                                              "input_size")})
+    card = {key: progress.get(key) for key in ("epoch", "classes", "data", "input_size")}
+    weights = save_weights(model, folder / f"last-e{epoch:04d}.safetensors", metadata=card).name
     tensors, optimizer_json = split_optimizer(optimizer.state_dict())
     tensors["rng.torch"] = torch.get_rng_state()
-    atomic_tensors(state_file, tensors)
-    numpy_state = np.random.get_state()
-    record = {**progress, "weights": weights.name, "state": state_file.name, "optimizer": optimizer_json,
-              "scheduler": scheduler.state_dict(), "rng_python": list(random.getstate()[1]),
-              "rng_python_version": random.getstate()[0], "rng_python_gauss": random.getstate()[2],
-              "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]]}
-    path = folder / f"{tag}.json"
-    atomic_json(path, record)
-    for old in folder.glob(f"{tag}-e*.safetensors"):  # earlier checkpoints of this tag
-        if old.name not in (weights.name, state_file.name):
-            old.unlink(missing_ok=True)
-    return path
+    state = write_tensors(folder / f"last-e{epoch:04d}.state.safetensors", tensors).name
+    if improved:
+        best = {"epoch": epoch, "val_accuracy": progress["history"][-1]["val_accuracy"],
+                "weights": save_weights(model, folder / f"best-e{epoch:04d}.safetensors", metadata=card).name}
+    else:
+        best = (previous or {}).get("best")
+    manifest = {**progress, "weights": weights, "state": state, "best": best, "optimizer": optimizer_json,
+                "scheduler": scheduler.state_dict(), **python_rng_state()}
+    write_json(folder / MANIFEST, manifest)  # the commit point
+    tidy(folder, manifest)
+    return manifest
 
 
-def read_progress(folder: Path, tag: str = "last") -> dict | None:
-    path = folder / f"{tag}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+def tidy(folder: Path, manifest: dict) -> None:
+    """Delete the checkpoint files ``manifest`` does not name (once it is durable), and crash leftovers."""
+    sync_folder(folder)
+    best = (manifest.get("best") or {}).get("weights", "")
+    remove_unreferenced(folder, CHECKPOINT_FILES, {manifest["weights"], manifest["state"], best})
 
 
-def load_checkpoint(folder: Path, tag: str, model, optimizer=None, scheduler=None) -> dict:
-    """Restore the weights (and optimizer, scheduler and RNG states when given); returns the record."""
-    record = read_progress(folder, tag)
+def read_manifest(folder: Path) -> dict | None:
+    path = Path(folder) / MANIFEST
+    return read_json(path, "the run's checkpoint manifest") if path.exists() else None
+
+
+def load_checkpoint(folder: Path, model, optimizer=None, scheduler=None) -> dict:
+    """Restore the last epoch's weights (and optimizer, scheduler and RNG states when given)."""
+    record = read_manifest(folder)
     if record is None:
-        raise ValueError(f"no {tag} checkpoint in {folder}")
-    load_weights(model, folder / record["weights"])
+        raise ValueError(f"no checkpoint in {folder}: it has no {MANIFEST}")
+    load_weights(model, Path(folder) / record["weights"])
     if optimizer is not None:
-        tensors = load_file(folder / record["state"])
+        tensors = load_file(Path(folder) / record["state"])
         optimizer.load_state_dict(join_optimizer(tensors, record["optimizer"]))
         torch.set_rng_state(tensors["rng.torch"])
-        random.setstate((record["rng_python_version"], tuple(record["rng_python"]), record["rng_python_gauss"]))
-        kind, keys, *rest = record["rng_numpy"]
-        np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+        restore_python_rng(record)
     if scheduler is not None:
         scheduler.load_state_dict(record["scheduler"])
     return record
+
+
+def load_best(folder: Path, model) -> dict | None:
+    """Load the best epoch's weights into ``model``; its manifest entry, or None before any epoch."""
+    record = read_manifest(folder)
+    if record is None or not record.get("best"):
+        return None
+    load_weights(model, Path(folder) / record["best"]["weights"])
+    return record["best"]

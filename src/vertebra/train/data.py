@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ class DataSplits:
     classes: list[str]
     in_chans: int
     input_size: int
+    fingerprint: dict = field(default_factory=dict)  # what the data is, for resume's identity check
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def digits() -> DataSplits:
     split = {name: TensorImages(images[torch.from_numpy(i)], labels[torch.from_numpy(i)])
              for name, i in (("train", np.sort(train)), ("val", np.sort(val)), ("test", np.sort(test)))}
     return DataSplits("digits", split["train"], split["val"], split["test"], [str(d) for d in range(10)], 3,
-                      DIGITS_SIZE)
+                      DIGITS_SIZE, {"source": "digits", "images": len(labels)})
 
 
 class ImageFolder(Dataset):
@@ -113,6 +114,13 @@ class ImageFolder(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def fingerprint(self) -> dict:
+        """The class list and a hash of every file's path (relative to the root) and size."""
+        digest = hashlib.sha256()
+        for path, label in self.samples:
+            digest.update(f"{path.relative_to(self.root)}\t{label}\t{path.stat().st_size}\n".encode())
+        return {"classes": self.classes, "images": len(self.samples), "files_sha256": digest.hexdigest()}
+
     def __getitem__(self, index: int):
         from PIL import Image, UnidentifiedImageError
 
@@ -129,8 +137,11 @@ def image_folder(train: str | Path, val: str | Path | None, val_split: float, in
                  seed: int) -> DataSplits:
     """Train on ``train``; validate on ``val`` or on a stratified ``val_split`` share of ``train``."""
     dataset = ImageFolder(train)
+    fingerprint = {"source": "folder", "train": dataset.fingerprint(), "val_split": val_split}
     if val is not None:
-        val_set: Dataset = Augmented(ImageFolder(val, dataset.classes), EvalTransform(input_size), seed)
+        val_folder = ImageFolder(val, dataset.classes)
+        fingerprint.update(val=val_folder.fingerprint(), val_split=None)
+        val_set: Dataset = Augmented(val_folder, EvalTransform(input_size), seed)
         train_set: Dataset = Augmented(dataset, TrainTransform(input_size), seed)
     else:
         if not 0 < val_split < 1:
@@ -142,7 +153,7 @@ def image_folder(train: str | Path, val: str | Path | None, val_split: float, in
                                               random_state=0)
         train_set = Augmented(Subset(dataset, sorted(train_idx.tolist())), TrainTransform(input_size), seed)
         val_set = Augmented(Subset(dataset, sorted(val_idx.tolist())), EvalTransform(input_size), seed)
-    return DataSplits(str(train), train_set, val_set, None, dataset.classes, 3, input_size)
+    return DataSplits(str(train), train_set, val_set, None, dataset.classes, 3, input_size, fingerprint)
 
 
 def load_data(data: str, *, val: str | None = None, val_split: float = 0.1, input_size: int = 224,

@@ -1,6 +1,7 @@
 """The training loop: `vertebra train`, on one process or many (torchrun)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -17,7 +18,8 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..hardware import cpu_supports_bf16
 from ..registry import create_model, model_info
-from .checkpoint import load_checkpoint, read_progress, save_checkpoint
+from ..durable import FolderLock, check_output_folder, holds_work, read_json, write_json
+from .checkpoint import RUN, load_best, load_checkpoint, read_manifest, save_checkpoint, tidy
 from .data import DataSplits, collate, load_data
 from .distributed import World, close_world, init_world
 from .plots import plot_history
@@ -73,17 +75,32 @@ def check_config(config: TrainConfig, world: World) -> TrainConfig:
         raise ValueError(f"batch size {config.batch_size} does not split over {world.size} processes")
     if config.lr is not None and not config.lr > 0:
         raise ValueError(f"lr must be positive, got {config.lr}")
+    if not 0 < config.val_split < 1:
+        raise ValueError(f"val_split must be in (0, 1), got {config.val_split}")
     if config.bf16 and not cpu_supports_bf16() and world.device.type == "cpu":
         raise ValueError("bf16 autocast needs a CPU with AVX512-BF16 or AMX (this one has neither); "
                          "train in fp32 instead")
     out = Path(config.out or Path("runs") / config.model)
-    existing = out.is_dir() and any(out.iterdir())
-    if existing and not config.resume:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if holds_work(out) and not config.resume:
         raise ValueError(f"output folder {out} already holds a run; pass --resume to continue it "
                          f"or choose another --out")
     lr = config.lr or (0.1 * config.batch_size / 256 if config.optimizer == "sgd" else 1e-3)
     decay = config.weight_decay if config.weight_decay is not None else (5e-5 if config.optimizer == "sgd" else 0.05)
     return TrainConfig(**{**asdict(config), "out": out, "lr": lr, "weight_decay": decay})
+
+
+# What --resume may change: everything else in the identity must match the run's run.json.
+RESUMABLE_CHANGES = ("epochs",)
+
+
+def run_identity(config: TrainConfig, data: DataSplits, world: World) -> dict:
+    """What defines a run: a resume with any of this different would not continue the same run."""
+    settings = {k: v for k, v in _jsonable(config).items() if k not in ("out", "resume", "data", "val", *RESUMABLE_CHANGES)}
+    small = config.small_input if config.small_input is not None else data.input_size <= 64
+    return {**settings, "small_input": small, "input_size": data.input_size, "data": data.fingerprint,
+            "processes": world.size}
 
 
 def build_model(config: TrainConfig, data: DataSplits) -> nn.Module:
@@ -123,11 +140,12 @@ def training_loss(output, target: torch.Tensor, criterion: nn.Module, aux_weight
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, batch_size: int = 256, channels_last: bool = False) -> dict:
-    """Accuracy, mean loss and the confusion matrix of ``model`` on ``dataset``."""
+    """Accuracy, mean loss, the confusion matrix of ``model`` on ``dataset``, and the unreadable images."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    predictions, targets, loss_sum = [], [], 0.0
-    for images, labels, _bad in loader:
+    predictions, targets, loss_sum, unreadable = [], [], 0.0, []
+    for images, labels, bad in loader:
+        unreadable += bad
         if images is None:
             continue
         if channels_last:
@@ -136,12 +154,15 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 256, channels_last: bo
         loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
         predictions.append(logits.argmax(1))
         targets.append(labels)
+    if not predictions:
+        raise ValueError(f"none of the {len(unreadable)} images could be read; the first: "
+                         f"{unreadable[0].path}: {unreadable[0].reason}")
     predicted, target = torch.cat(predictions), torch.cat(targets)
     classes = int(max(predicted.max(), target.max())) + 1
     confusion = torch.zeros(classes, classes, dtype=torch.long)
     confusion.index_put_((target, predicted), torch.ones_like(target), accumulate=True)
     return {"accuracy": float((predicted == target).float().mean()), "loss": loss_sum / len(target),
-            "confusion": confusion.numpy(), "count": len(target)}
+            "confusion": confusion.numpy(), "count": len(target), "unreadable": unreadable}
 
 
 def seed_everything(seed: int) -> None:
@@ -153,9 +174,19 @@ def seed_everything(seed: int) -> None:
 def train(config: TrainConfig, console: Console | None = None) -> TrainResult:
     world = init_world()
     try:
-        return _train(check_config(config, world), world, console or Console())
+        config = check_config(config, world)
+        with _one_writer(config.out, world):
+            return _train(config, world, console or Console())
     finally:
         close_world(world)
+
+
+def _one_writer(out: Path, world: World):
+    """The main process proves the folder writable, then holds its lock for the whole run."""
+    if not world.is_main:
+        return contextlib.nullcontext()
+    check_output_folder(out)
+    return FolderLock(out)
 
 
 def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
@@ -173,12 +204,13 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
     if len(loader) == 0:
         raise ValueError(f"{len(data.train)} training images give no full batch of {config.batch_size}")
     optimizer, scheduler = build_optimizer(config, model, len(loader))
-    progress_record = _prepare_output(config, world, console, model, optimizer, scheduler)
-    history, best = progress_record.get("history", []), progress_record.get("best_val_accuracy", -1.0)
+    manifest = _prepare_output(config, world, console, run_identity(config, data, world), model, optimizer,
+                               scheduler)
+    history, best = manifest.get("history", []), manifest.get("best_val_accuracy", -1.0)
     trained = DistributedDataParallel(model) if world.size > 1 else model
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     images_seen, train_seconds = 0, 0.0
-    for epoch in range(progress_record.get("epoch", 0) + 1, config.epochs + 1):
+    for epoch in range(manifest.get("epoch", 0) + 1, config.epochs + 1):
         sampler.set_epoch(epoch)
         augmented = data.train.dataset if isinstance(data.train, Subset) else data.train
         if hasattr(augmented, "set_epoch"):
@@ -188,32 +220,59 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
         train_seconds += time.perf_counter() - epoch_start
         images_seen += stats["images"]
         val = evaluate(model, data.val, channels_last=config.channels_last)
+        _report_unreadable(console, world, val["unreadable"])
         history.append({"epoch": epoch, "train_loss": stats["loss"], "train_accuracy": stats["accuracy"],
                         "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": scheduler.get_last_lr()[0],
-                        "images_per_s": stats["images_per_s"], "skipped_images": stats["skipped"]})
+                        "images_per_s": stats["images_per_s"], "skipped_images": stats["skipped"],
+                        "val_skipped_images": len(val["unreadable"])})
         if world.is_main:
-            _end_epoch(config, console, model, optimizer, scheduler, history, best, data)
+            manifest = _end_epoch(config, console, model, optimizer, scheduler, history, best, data, manifest)
         best = max(best, val["accuracy"])
         world.barrier()
     return _finish(config, world, console, model, data, history, best, start_time, images_seen, train_seconds)
 
 
-def _prepare_output(config, world, console, model, optimizer, scheduler) -> dict:
-    record = read_progress(config.out) if config.resume else None
-    if record is None:
-        if world.is_main:
-            config.out.mkdir(parents=True, exist_ok=True)
-            if config.resume:
-                console.print(f"[yellow]{config.out} has no completed epoch: starting from the beginning")
-        world.barrier()
-        return {}
-    if record["model"] != config.model or record["kwargs"] != config.model_kwargs:
-        raise ValueError(f"{config.out} holds a run of {record['model']} {record['kwargs']}, "
-                         f"not {config.model} {config.model_kwargs}")
-    record = load_checkpoint(config.out, "last", model, optimizer, scheduler)
+def _prepare_output(config, world, console, identity, model, optimizer, scheduler) -> dict:
+    """A new run records its identity; a resume checks it and loads the last committed epoch.
+    Nothing in the folder is deleted or overwritten before this has passed."""
+    folder = config.out
     if world.is_main:
-        console.print(f"resuming {config.out} after epoch {record['epoch']} of {config.epochs}")
-    return record
+        _check_identity(config, console, identity)
+    world.barrier()
+    manifest = read_manifest(folder)
+    if manifest is None:
+        if config.resume and world.is_main:
+            console.print(f"[yellow]{folder} has no completed epoch: starting from the beginning")
+        return {}
+    if manifest["epoch"] > config.epochs:
+        raise ValueError(f"{folder} has finished epoch {manifest['epoch']}, past --epochs {config.epochs}")
+    manifest = load_checkpoint(folder, model, optimizer, scheduler)
+    if world.is_main:
+        tidy(folder, manifest)  # what a kill after the last commit left behind
+        console.print(f"resuming {folder} after epoch {manifest['epoch']} of {config.epochs}")
+    return manifest
+
+
+def _check_identity(config: TrainConfig, console: Console, identity: dict) -> None:
+    folder = config.out
+    if not config.resume and holds_work(folder):  # another process got here first
+        raise ValueError(f"output folder {folder} already holds a run; pass --resume to continue it "
+                         f"or choose another --out")
+    run_file = folder / RUN
+    if not run_file.exists():
+        if holds_work(folder):  # e.g. a folder of another tool, or of an older vertebra
+            raise ValueError(f"{folder} holds files but no {RUN}: it is not a vertebra training run, so "
+                             f"--resume will not touch it; choose another --out")
+        if config.resume:
+            console.print(f"[yellow]{folder} holds no run: starting from the beginning")
+        write_json(run_file, {"identity": identity})
+        return
+    recorded = read_json(run_file, "the run's identity")["identity"]
+    differing = [f"{key}: the run has {recorded.get(key)!r}, this command {identity.get(key)!r}"
+                 for key in sorted(set(recorded) | set(identity)) if recorded.get(key) != identity.get(key)]
+    if differing:
+        raise ValueError(f"{folder} holds another run; --resume continues only the same one "
+                         f"(only --{', --'.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(differing))
 
 
 def _train_epoch(model, loader, optimizer, scheduler, criterion, config, world, console, epoch) -> dict:
@@ -256,25 +315,31 @@ def _train_epoch(model, loader, optimizer, scheduler, criterion, config, world, 
             "images_per_s": images / max(seconds, 1e-9), "skipped": int(skipped)}
 
 
-def _end_epoch(config, console, model, optimizer, scheduler, history, best, data) -> None:
+def _report_unreadable(console: Console, world: World, bad: list) -> None:
+    if world.is_main:
+        for item in bad:
+            console.print(f"[yellow]skipped unreadable image {item.path}: {item.reason}")
+
+
+def _end_epoch(config, console, model, optimizer, scheduler, history, best, data, previous) -> dict:
     current = history[-1]
     record = {"epoch": current["epoch"], "model": config.model, "kwargs": config.model_kwargs,
               "classes": data.classes, "data": "digits" if data.name == "digits" else "folder",
               "input_size": data.input_size, "history": history,
               "best_val_accuracy": max(best, current["val_accuracy"]), "config": _jsonable(config)}
-    save_checkpoint(config.out, "last", model, optimizer, scheduler, record)
-    if current["val_accuracy"] > best:
-        save_checkpoint(config.out, "best", model, optimizer, scheduler, record)
+    manifest = save_checkpoint(config.out, model, optimizer, scheduler, record, current["val_accuracy"] > best,
+                               previous)
     plot_history(history, config.out / "curves.png", f"{config.model} on {data.name}")
-    skipped = f", {current['skipped_images']} unreadable images skipped" if current["skipped_images"] else ""
+    unreadable = current["skipped_images"] + current["val_skipped_images"]
+    skipped = f", {unreadable} unreadable images skipped" if unreadable else ""
     console.print(f"epoch {current['epoch']}: train loss {current['train_loss']:.3f}, "
                   f"val accuracy {current['val_accuracy']:.2%}{skipped}")
+    return manifest
 
 
 def _finish(config, world, console, model, data, history, best, start_time, images_seen, train_seconds):
     test_accuracy = None
-    if data.test is not None and (config.out / "best.json").exists():
-        load_checkpoint(config.out, "best", model)
+    if data.test is not None and load_best(config.out, model) is not None:
         test_accuracy = evaluate(model, data.test, channels_last=config.channels_last)["accuracy"]
     wall = time.perf_counter() - start_time
     speed = images_seen / train_seconds if train_seconds else 0.0

@@ -9,6 +9,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..durable import write_file  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    """Atomically, like every file of a run: a kill never leaves half a picture."""
+    try:
+        return write_file(path, lambda temporary: fig.savefig(temporary, format="png"))
+    finally:
+        plt.close(fig)
+
 
 def plot_history(history: list[dict], path: Path, title: str) -> Path:
     epochs = [h["epoch"] for h in history]
@@ -24,9 +34,7 @@ def plot_history(history: list[dict], path: Path, title: str) -> Path:
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, Path(path))
 
 
 def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
@@ -40,6 +48,4 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path, title:
         ax.text(col, row, str(count), ha="center", va="center", fontsize=8,
                 color="white" if count > threshold else "black")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, Path(path))

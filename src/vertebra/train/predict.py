@@ -50,8 +50,8 @@ def load_image(path: str | Path, metadata: dict) -> torch.Tensor:
                                        mode="bilinear", align_corners=False, antialias=True)[0]
                 return ((tensor - 0.5) / 0.5).expand(3, -1, -1)
             rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy())
-    except (OSError, UnidentifiedImageError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from None
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise ValueError(f"cannot read image {path}: {type(error).__name__}: {error}") from None
     return EvalTransform(metadata.get("input_size", 224))(rgb.permute(2, 0, 1).float() / 255.0)
 
 

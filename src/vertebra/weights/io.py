@@ -2,13 +2,12 @@
 
 Nothing here unpickles code: ``.pth``/``.pt``/``.bin`` files go through
 ``torch.load(weights_only=True)``, which refuses any pickled object but tensors and plain
-containers.  Files are written atomically (a temporary file, then a rename), so a failed
-save never leaves a half-written file where a good one was.
+containers.  Files are written atomically (vertebra.durable: a temporary file, fsynced, then a rename), so
+a failed save never leaves a half-written file where a good one was.
 """
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from ..durable import write_file
 from .keymaps import KEYMAPS
 
 CARD_KEY = "vertebra"
@@ -48,13 +48,7 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict | None = Non
     header = {CARD_KEY: json.dumps(card, default=repr)}
     # safetensors refuses tensors that share memory; cloning gives each key its own storage.
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, temporary, metadata=header)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return write_file(path, lambda temporary: save_file(tensors, temporary, metadata=header))
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -220,3 +214,15 @@ def _mismatch_message(model, path, layout, card, missing, unexpected, conflicts)
             more = f" ... and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
             lines.append(f"  {label} ({len(keys)}): {', '.join(keys[:_SHOWN])}{more}")
     return "\n".join(lines)
+
+
+def classes_in(model_name: str, state: dict[str, torch.Tensor]) -> int | None:
+    """The number of classes a foreign state dict's classifier was trained for (None: no classifier found)."""
+    from ..registry import create_model
+
+    model = create_model(model_name)
+    _, converted = _convert(model, state, "auto")
+    classifier = getattr(model, "classifier", None) or ()
+    prefix = classifier if isinstance(classifier, str) else next(iter(classifier), None)
+    weight = converted.get(f"{prefix}.weight") if prefix else None
+    return int(weight.shape[0]) if weight is not None and weight.ndim >= 2 else None

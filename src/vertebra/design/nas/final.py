@@ -7,16 +7,16 @@ through vertebra.train and ends as a vertebra weights file beside the genotype i
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
 
-from ...train.checkpoint import atomic_json
+from ...durable import FolderLock, check_output_folder, read_json, write_json
 from ...weights import save_weights
 from .executors import make_executor
 from .journal import Journal
+from .objectives import AccuracyObjective, scored
 from .trial import TrialSettings, trial_spec
 
 
@@ -43,8 +43,18 @@ class FinalResult:
 
 def grid_search(genotype: dict, grid: Grid, settings: TrialSettings, out: Path, executor: str, workers: int,
                 ray_address: str | None, seed: int) -> list[dict]:
-    """Every grid point trained as a trial; finished points (in ``out/journal.jsonl``) are not re-run."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Every grid point trained as a trial; finished points (in ``out/journal.jsonl``) are not re-run.
+    ``out/grid.json`` records what the points are; a different grid, genotype or setting is refused."""
+    check_output_folder(out, "the grid folder")
+    identity = {"genotype": genotype, "points": grid.points(), "settings": settings.__dict__, "seed": seed}
+    if (out / "grid.json").exists():
+        recorded = read_json(out / "grid.json", "the grid's identity")
+        if recorded != identity:
+            differing = ", ".join(k for k in identity if recorded.get(k) != identity[k])
+            raise ValueError(f"{out} holds a grid search of other settings (differing: {differing}); "
+                             f"move it away to search this grid")
+    else:
+        write_json(out / "grid.json", identity)
     journal = Journal(out / "journal.jsonl")
     journal.trim()
     finished = {r["trial"]: r for r in journal.read()}
@@ -53,7 +63,10 @@ def grid_search(genotype: dict, grid: Grid, settings: TrialSettings, out: Path, 
     if specs:
         runner = make_executor(executor, workers, ray_address)
         try:
-            for record in runner.run(specs):
+            for spec in specs:
+                runner.submit(spec)
+            while runner.in_flight:
+                record = runner.wait()
                 journal.append(record)
                 finished[record["trial"]] = record
         finally:
@@ -72,9 +85,8 @@ def train_final(genotype: dict, point: dict, settings: TrialSettings, epochs: in
                          limit=settings.limit,
                          model_kwargs={"genotype": genotype, "input_pool": settings.input_pool,
                                        **settings.extra_model_kwargs}, **point)
-    result = train(config, console=console)
-    genotype_path = out / "genotype.json"
-    atomic_json(genotype_path, genotype)
+    result = train(config, console=console)  # resumes only the same run (train's identity check)
+    genotype_path = write_json(out / "genotype.json", genotype)
     weights = save_weights(result.model, out / "nas_child.safetensors",
                            metadata={"val_accuracy": result.best_val_accuracy, "test_accuracy": result.test_accuracy,
                                      "grid_point": point, "epochs": epochs})
@@ -90,17 +102,21 @@ def final_stage(search_out: Path, *, grid: Grid = Grid(), settings: TrialSetting
     genotype_file = Path(search_out) / "best_genotype.json"
     if not genotype_file.exists():
         raise ValueError(f"{search_out} has no best_genotype.json: run the search first")
-    genotype = json.loads(genotype_file.read_text())
-    searched = TrialSettings(**json.loads((Path(search_out) / "state.json").read_text())["identity"]["trial"])
+    genotype = read_json(genotype_file, "the search's best genotype")
+    identity = read_json(Path(search_out) / "state.json", "the search's state")["identity"]
+    searched = TrialSettings(**identity["trial"])
+    objective = AccuracyObjective(**{k: v for k, v in identity["objective"].items() if k != "name"})
     settings = settings or searched  # by default, children train in the grid as they did in the search
     if settings.input_pool is None:
         settings = replace(settings, input_pool=searched.input_pool)
-    out = Path(search_out) / "final"
-    console.print(f"grid search over {len(grid.points())} points (lr x weight decay x batch size)")
-    records = grid_search(genotype, grid, settings, out / "grid", executor, workers, ray_address, seed)
-    best = max(records, key=lambda r: r["reward"])
-    point = {key: best[key] for key in ("lr", "weight_decay", "batch_size")}
-    console.print(f"best grid point {point}: validation accuracy {best['val_accuracy']:.2%}")
-    result = train_final(genotype, point, settings, final_epochs, out, seed, console)
+    out = check_output_folder(Path(search_out) / "final")
+    with FolderLock(out):
+        console.print(f"grid search over {len(grid.points())} points (lr x weight decay x batch size)")
+        records = scored(grid_search(genotype, grid, settings, out / "grid", executor, workers, ray_address, seed),
+                         objective)
+        best = max(records, key=lambda r: r["reward"])
+        point = {key: best[key] for key in ("lr", "weight_decay", "batch_size")}
+        console.print(f"best grid point {point}: validation accuracy {best['val_accuracy']:.2%}")
+        result = train_final(genotype, point, settings, final_epochs, out, seed, console)
     result.grid = records
     return result

@@ -1,13 +1,14 @@
-"""The search journal: one JSON line per finished trial, appended and synced as each one ends.
+"""Append-only JSON-lines logs (the finished trials, the proposals), each line fsynced.
 
-A kill can cut the last line short; reading drops such a tail (that trial simply runs again),
-and opening for append first trims it so the next record starts on a line of its own.
+A kill can cut the last line short; that line never counted (its writer had not returned), so
+``trim`` cuts it off before anything else is appended, and its trial simply runs again.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from ...durable import append_line
 
 
 class Journal:
@@ -15,27 +16,32 @@ class Journal:
         self.path = Path(path)
 
     def read(self) -> list[dict]:
+        """The whole lines; a torn last line is not a record."""
         if not self.path.exists():
             return []
         records = []
-        for line in self.path.read_text().splitlines(keepends=True):
+        for number, line in enumerate(self.path.read_text().splitlines(keepends=True), 1):
             if not line.endswith("\n"):
-                break  # the tail of a write that a kill interrupted
-            records.append(json.loads(line))
+                break
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{self.path} line {number} is damaged ({error}); it was not written by "
+                                 f"an interrupted append, so vertebra will not guess: move the file away") from None
         return records
 
-    def trim(self) -> None:
-        """Cut a partial last line, so appends start on a fresh line."""
+    def trim(self) -> bool:
+        """Cut a torn last line, so appends start on a fresh line; whether there was one."""
         if not self.path.exists():
-            return
+            return False
         data = self.path.read_bytes()
         whole = data[: data.rfind(b"\n") + 1]
-        if len(whole) != len(data):
-            with self.path.open("r+b") as handle:
-                handle.truncate(len(whole))
+        if len(whole) == len(data):
+            return False
+        with self.path.open("r+b") as handle:
+            handle.truncate(len(whole))
+        return True
 
     def append(self, record: dict) -> None:
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        """The record is durable when this returns."""
+        append_line(self.path, json.dumps(record))

@@ -1,15 +1,19 @@
-"""The search loop: propose m children, train them on the executor, reward the strategy, repeat.
+"""The search loop: a strategy proposes children, the executor trains them, the objective scores
+them, the strategy learns; until the budget of trials is spent.
 
-Commit points, so that a kill at any moment loses nothing finished:
-1. a proposed batch is written into ``state.json`` (with the strategy's state from before the
-   proposal) before any child trains;
-2. each finished child is appended to ``journal.jsonl`` at once;
-3. after the batch's update the new strategy state replaces the old one (atomic rename).
-``resume`` reloads the state, skips children the journal already holds and finishes the batch.
+Commit points, so that a kill at any instruction loses nothing finished (vertebra.durable):
+1. proposals are appended to ``proposals.jsonl``, then ``state.json`` (renamed into place) counts
+   them as issued, with the strategy's state after proposing, in ``strategy-<version>.safetensors``;
+2. each finished child is appended to ``journal.jsonl`` (fsynced) before it counts as done;
+3. once the strategy has learnt from finished children, ``state.json`` is renamed again: they
+   leave the pending set, and the strategy's state is the new version's.
+``resume`` reloads the state, cuts a torn journal line (that child runs again), learns from
+children that finished after the last commit, re-runs any counted child whose line is missing,
+and carries on.  A lock on the folder keeps a second search out of it.
 """
 from __future__ import annotations
 
-import json
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,12 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
     TimeRemainingColumn
 from safetensors.torch import load_file
 
-from ...train.checkpoint import atomic_json, atomic_tensors
+from ...durable import FolderLock, check_output_folder, holds_work, is_scratch, read_json, remove_unreferenced, write_json, write_tensors
 from .controller import ControllerSettings
-from .executors import make_executor
+from .executors import EXECUTORS, make_executor
 from .journal import Journal
+from .objectives import AccuracyObjective, scored
 from .space import get_space
-from .strategies import Proposal, make_strategy
+from .strategies import STRATEGIES, Proposal, make_strategy
 from .trial import TrialSettings, trial_spec
 
 
@@ -50,10 +55,10 @@ class DepthSchedule:
 
 @dataclass
 class SearchConfig:
-    strategy: str  # "rl" | "random"
+    strategy: str  # a name in STRATEGIES: "rl", "random"
     space: str = "nas_cnn"
     trials: int = 64
-    children_per_update: int = 4  # the paper's m
+    children_per_update: int = 4  # m, children per REINFORCE update (the paper: 8 per replica)
     workers: int = 2
     executor: str = "local"
     ray_address: str | None = None
@@ -65,6 +70,7 @@ class SearchConfig:
     space_settings: dict = field(default_factory=dict)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     trial: TrialSettings = field(default_factory=TrialSettings)
+    objective: AccuracyObjective = field(default_factory=AccuracyObjective)
 
 
 @dataclass
@@ -80,7 +86,8 @@ def _identity(config: SearchConfig) -> dict:
     schedule = asdict(config.schedule) if config.schedule else None
     return {"strategy": config.strategy, "space": config.space, "space_settings": config.space_settings,
             "trials": config.trials, "children_per_update": config.children_per_update, "seed": config.seed,
-            "schedule": schedule, "controller": asdict(config.controller), "trial": asdict(config.trial)}
+            "schedule": schedule, "controller": asdict(config.controller), "trial": asdict(config.trial),
+            "objective": {"name": config.objective.name, **asdict(config.objective)}}
 
 
 def check_config(config: SearchConfig) -> SearchConfig:
@@ -88,24 +95,42 @@ def check_config(config: SearchConfig) -> SearchConfig:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if config.strategy not in ("rl", "random"):
-        raise ValueError(f"strategy must be 'rl' or 'random', got {config.strategy!r}")
-    if config.executor not in ("local", "ray"):
-        raise ValueError(f"executor must be 'local' or 'ray', got {config.executor!r}")
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {config.strategy!r}; the strategies are {', '.join(STRATEGIES)}")
+    if config.executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {config.executor!r}")
     if config.ray_address and config.executor != "ray":
         raise ValueError("--ray-address needs --executor ray")
     get_space(config.space, **config.space_settings)  # unknown space or setting: an error now
     out = Path(config.out)
-    if out.is_dir() and any(out.iterdir()) and not config.resume:
-        raise ValueError(f"output folder {out} already holds a search; pass --resume to continue it "
-                         f"or choose another --out")
-    if config.resume and not (out / "state.json").exists():
-        raise ValueError(f"nothing to resume in {out}: it has no state.json")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    _check_folder(out, config.resume)
     schedule = config.schedule or DepthSchedule.for_budget(config.trials)
     trial = config.trial
     if trial.input_pool is None:
         trial = replace(trial, input_pool=4 if config.space == "nas_cnn" and trial.data == "digits" else 1)
     return SearchConfig(**{**config.__dict__, "out": out, "schedule": schedule, "trial": trial})
+
+
+STRATEGY_FILES = r"strategy-\d{6}\.safetensors"
+
+
+def _check_folder(out: Path, resume: bool) -> bool:
+    """A new search needs an empty folder; a resume continues a committed state, or starts afresh
+    where a kill came before the first commit.  Checked again under the lock; returns whether
+    there is a state to resume."""
+    if holds_work(out) and not resume:
+        raise ValueError(f"output folder {out} already holds a search; pass --resume to continue it "
+                         f"or choose another --out")
+    if not resume or (out / "state.json").exists():
+        return resume
+    foreign = [p.name for p in out.iterdir() if not is_scratch(p.name) and not re.fullmatch(STRATEGY_FILES, p.name)] \
+        if out.is_dir() else []
+    if foreign:
+        raise ValueError(f"nothing to resume in {out}: it has no state.json, and holds {', '.join(foreign[:3])}, "
+                         f"which are not a search's; choose another --out")
+    return False
 
 
 class Search:
@@ -114,74 +139,123 @@ class Search:
         self.space = get_space(config.space, **config.space_settings)
         self.strategy = make_strategy(config.strategy, self.space, config.seed, config.controller)
         self.journal = Journal(config.out / "journal.jsonl")
-        self.next_trial, self.pending, self.updates = 0, [], []
+        self.proposals_log = Journal(config.out / "proposals.jsonl")
+        self.next_trial, self.pending, self.updates, self.version = 0, [], [], 0
+        self.proposed: dict[int, Proposal] = {}
+        self.finished: dict[int, dict] = {}  # trial -> raw record, in journal order
 
-    # --- state: the strategy's tensors + JSON, written atomically -------------------------------
+    # --- state: one manifest naming a versioned tensor file -----------------------------------------
     def save(self) -> None:
         tensors, saved = self.strategy.state()
-        atomic_tensors(self.config.out / "strategy.safetensors", {k: v.contiguous() for k, v in tensors.items()})
-        atomic_json(self.config.out / "state.json", {
-            "identity": _identity(self.config), "next_trial": self.next_trial, "strategy": saved,
-            "pending": [asdict(p) for p in self.pending], "updates": self.updates})
+        self.version += 1
+        name = f"strategy-{self.version:06d}.safetensors"
+        write_tensors(self.config.out / name, {k: v.contiguous() for k, v in tensors.items()})
+        write_json(self.config.out / "state.json", {  # the commit point
+            "identity": _identity(self.config), "next_trial": self.next_trial, "pending": self.pending,
+            "version": self.version, "strategy_file": name, "strategy": saved, "updates": self.updates})
+        remove_unreferenced(self.config.out, STRATEGY_FILES, {name})
 
     def load(self) -> None:
-        state = json.loads((self.config.out / "state.json").read_text())
-        if state["identity"] != _identity(self.config):
-            raise ValueError(f"{self.config.out} holds a different search ({state['identity']['strategy']} over "
-                             f"{state['identity']['space']}, seed {state['identity']['seed']}, "
-                             f"{state['identity']['trials']} trials); resume it with the same settings")
-        tensors = load_file(self.config.out / "strategy.safetensors")
+        state = read_json(self.config.out / "state.json", "the search's state")
+        if state.get("identity") != _identity(self.config):
+            theirs = state.get("identity") or {}
+            mine = _identity(self.config)
+            differing = ", ".join(k for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k))
+            raise ValueError(f"{self.config.out} holds a different search (differing: {differing}); "
+                             f"resume it with the same settings")
+        tensors = load_file(self.config.out / state["strategy_file"])
         self.strategy.load_state(tensors, state["strategy"])
-        self.next_trial, self.updates = state["next_trial"], state["updates"]
-        self.pending = [Proposal(**p) for p in state["pending"]]
+        self.next_trial, self.updates, self.version = state["next_trial"], state["updates"], state["version"]
+        self.pending = state["pending"]
 
     # --- the loop --------------------------------------------------------------------------------
     def depth(self, trial: int) -> int | None:
         return self.config.schedule.depth(trial) if self.space.grows else None
 
-    def specs(self, proposals: list[Proposal]) -> list[dict]:
-        folder = self.config.out / "trials"
-        return [trial_spec(p.trial, p.genotype, self.config.trial, folder / f"{p.trial:05d}",
-                           self.config.seed * 100_003 + p.trial) for p in proposals]
+    def spec(self, trial: int) -> dict:
+        proposal = self.proposed[trial]
+        return trial_spec(trial, proposal.genotype, self.config.trial, self.config.out / "trials" / f"{trial:05d}",
+                          self.config.seed * 100_003 + trial)
+
+    def propose(self, count: int) -> None:
+        new = self.strategy.propose(self.next_trial, count, self.depth(self.next_trial))
+        for proposal in new:
+            self.proposals_log.append(asdict(proposal))
+            self.proposed[proposal.trial] = proposal
+        self.next_trial += count
+        self.pending = self.pending + [p.trial for p in new]
+        self.save()
+
+    def learn(self, trials: list[int]) -> None:
+        """The strategy learns from these finished pending trials; then the state is committed."""
+        records = scored([self.finished[t] for t in trials], self.config.objective)
+        update = self.strategy.update([self.proposed[t] for t in trials], records)
+        self.updates.append({"trials": trials, "mean_reward": sum(r["reward"] for r in records) / len(records),
+                             **update})
+        self.pending = [t for t in self.pending if t not in trials]
+        self.save()
+
+    def learn_from_finished(self) -> None:
+        """Synchronous: the whole batch once it has finished; asynchronous: each child, in finishing order."""
+        done = [t for t in self.finished if t in self.pending]
+        if self.strategy.synchronous:
+            if self.pending and len(done) == len(self.pending):
+                self.learn(sorted(self.pending))
+        elif done:
+            for trial in done:
+                self.learn([trial])
+
+    def refill(self) -> None:
+        left = self.config.trials - self.next_trial
+        if self.strategy.synchronous:
+            if not self.pending and left:
+                self.propose(min(self.config.children_per_update, left))
+        elif left and len(self.pending) < self.config.workers:
+            self.propose(min(self.config.workers - len(self.pending), left))
+
+    def recover(self) -> list[int]:
+        """After a kill: the journal's torn tail cut, the proposals read back; returns the counted
+        trials whose journal line is missing (their strategy update already happened)."""
+        self.load()
+        self.journal.trim()
+        self.proposals_log.trim()
+        self.proposed = {p["trial"]: Proposal(**p) for p in self.proposals_log.read()}
+        self.finished = {r["trial"]: r for r in self.journal.read()}
+        counted = set(range(self.next_trial)) - set(self.pending)
+        return sorted(t for t in counted if t not in self.finished)
 
     def run(self) -> SearchResult:
         config, start = self.config, time.perf_counter()
-        config.out.mkdir(parents=True, exist_ok=True)
+        lost = self.recover() if config.resume else []
         if config.resume:
-            self.load()
-            self.journal.trim()
-        finished = {r["trial"]: r for r in self.journal.read()}
-        if config.resume:
-            self.console.print(f"resuming {config.out}: {len(finished)} of {config.trials} trials done")
+            self.console.print(f"resuming {config.out}: {len(self.finished)} of {config.trials} trials done")
         executor = make_executor(config.executor, config.workers, config.ray_address)
+        submitted: set[int] = set()
         try:
             with self.progress_bar() as bar:
                 task = bar.add_task(f"{config.strategy} search of {config.space}", total=config.trials,
-                                    completed=len(finished), best=0.0, last=0.0)
-                self.show(bar, task, finished)
-                while self.pending or self.next_trial < config.trials:
-                    if not self.pending:
-                        count = min(config.children_per_update, config.trials - self.next_trial)
-                        self.pending = self.strategy.propose(self.next_trial, count, self.depth(self.next_trial))
-                        self.next_trial += count
-                        self.save()
-                    todo = [p for p in self.pending if p.trial not in finished]
-                    for record in executor.run(self.specs(todo)):
-                        proposal = next(p for p in self.pending if p.trial == record["trial"])
-                        record.update(depth=proposal.depth, values=proposal.values, strategy=config.strategy)
-                        self.journal.append(record)
-                        finished[record["trial"]] = record
-                        self.show(bar, task, finished)
-                    rewards = [finished[p.trial]["reward"] for p in self.pending]
-                    update = self.strategy.update(self.pending, rewards)
-                    self.updates.append({"trials": [p.trial for p in self.pending],
-                                         "mean_reward": sum(rewards) / len(rewards), **update})
-                    self.pending = []
-                    self.save()
-                    self.show(bar, task, finished)
+                                    completed=len(self.finished), best=0.0, last=0.0)
+                self.show(bar, task)
+                if not config.resume:
+                    self.save()  # an empty search is resumable from the first instant
+                while True:
+                    self.learn_from_finished()
+                    self.refill()
+                    for trial in [*lost, *self.pending]:
+                        if trial not in self.finished and trial not in submitted:
+                            executor.submit(self.spec(trial))
+                            submitted.add(trial)
+                    if not executor.in_flight:
+                        break
+                    record = executor.wait()
+                    record.update(depth=self.proposed[record["trial"]].depth,
+                                  values=self.proposed[record["trial"]].values, strategy=config.strategy)
+                    self.journal.append(record)
+                    self.finished[record["trial"]] = record
+                    self.show(bar, task)
         finally:
             executor.close()
-        records = [finished[t] for t in sorted(finished)]
+        records = scored([self.finished[t] for t in sorted(self.finished)], config.objective)
         best = max(records, key=lambda r: r["reward"])
         return SearchResult(config.out, records, best, time.perf_counter() - start)
 
@@ -191,21 +265,24 @@ class Search:
                         TextColumn("best reward {task.fields[best]:.4f}  last batch {task.fields[last]:.4f}"),
                         TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=self.console)
 
-    def show(self, bar: Progress, task, finished: dict) -> None:
+    def show(self, bar: Progress, task) -> None:
         last = self.updates[-1]["mean_reward"] if self.updates else 0.0
-        best = max((r["reward"] for r in finished.values()), default=0.0)
-        bar.update(task, completed=len(finished), best=best, last=last)
+        best = max((self.config.objective(r) for r in self.finished.values()), default=0.0)
+        bar.update(task, completed=len(self.finished), best=best, last=last)
 
 
 def search(config: SearchConfig, console: Console | None = None) -> SearchResult:
-    """Run (or resume) a search; writes journal.jsonl, state.json, strategy.safetensors, rewards.png
-    and best_genotype.json into ``config.out``."""
+    """Run (or resume) a search; writes journal.jsonl, proposals.jsonl, state.json,
+    strategy-<version>.safetensors, rewards.png and best_genotype.json into ``config.out``."""
     from .plots import plot_rewards
 
     config = check_config(config)
     console = console or Console()
-    result = Search(config, console).run()
-    atomic_json(config.out / "best_genotype.json", result.best["genotype"])
-    plot_rewards(result.records, config.out / "rewards.png",
-                 f"{config.strategy} search of {config.space}, {len(result.records)} trials")
+    check_output_folder(config.out)
+    with FolderLock(config.out):
+        config = replace(config, resume=_check_folder(config.out, config.resume))
+        result = Search(config, console).run()
+        write_json(config.out / "best_genotype.json", result.best["genotype"])
+        plot_rewards(result.records, config.out / "rewards.png",
+                     f"{config.strategy} search of {config.space}, {len(result.records)} trials")
     return result

@@ -23,7 +23,12 @@ from typing import ClassVar
 from ...models.nas_child import BLOCK_KERNELS, BLOCKS, FILTER_SIZES, MNAS_STAGES, STRIDES
 from ...models.nas_child import check_genotype, describe_genotype
 
-SPACES = ("nas_cnn", "mnas_blocks")
+SPACES: dict[str, type] = {}  # name -> class; a new space is one class with @register_space
+
+
+def register_space(cls: type) -> type:
+    SPACES[cls.name] = cls
+    return cls
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,7 @@ class SearchSpace:
         return describe_genotype(genotype)
 
 
+@register_space
 @dataclass(frozen=True)
 class NasCnnSpace(SearchSpace):
     """The paper's CNN space (section 3.3 and appendix): the controller starts at 6 layers and the
@@ -197,6 +203,7 @@ class NasCnnSpace(SearchSpace):
                 ("filter_width", self.filter_widths), ("stride", self.strides), ("filters", self.filters))
 
 
+@register_space
 @dataclass(frozen=True)
 class MnasBlocksSpace(SearchSpace):
     """MnasNet's per-stage decisions on its fixed skeleton (stage widths and strides of MnasNet-A1).
@@ -237,15 +244,12 @@ class MnasBlocksSpace(SearchSpace):
 
 
 
-_CLASSES = {"nas_cnn": NasCnnSpace, "mnas_blocks": MnasBlocksSpace}
-
-
 def get_space(name: str, **settings) -> SearchSpace:
     """The search space ``name`` (one of ``SPACES``) with its settings."""
-    if name not in _CLASSES:
+    if name not in SPACES:
         raise ValueError(f"unknown search space {name!r}; the spaces are {', '.join(SPACES)}")
-    accepted = [f.name for f in dataclasses.fields(_CLASSES[name])]
+    accepted = [f.name for f in dataclasses.fields(SPACES[name])]
     unknown = sorted(set(settings) - set(accepted))
     if unknown:
         raise TypeError(f"{name} has no setting(s) {', '.join(unknown)}; it takes {', '.join(accepted)}")
-    return _CLASSES[name](**settings)
+    return SPACES[name](**settings)

@@ -1,8 +1,11 @@
 """Search strategies: the paper's REINFORCE-trained controller, and random search to compare it with.
 
-A strategy proposes a batch of children (the paper's m architectures per controller update)
-and learns from their rewards.  Its whole state (weights, optimizer, baseline, random-number
-generator) goes into tensors + JSON, so a search killed at any moment resumes exactly.
+A strategy proposes children and learns from their scored records (each with its ``reward``).
+A *synchronous* strategy (REINFORCE: the paper's m architectures per controller update) is given
+a whole batch at once; an asynchronous one keeps one child per worker in flight and learns from
+each as it finishes.  Its whole state (weights, optimizer, baseline, random-number generator)
+goes into tensors + JSON, so a search killed at any moment resumes exactly.  A new strategy is
+one class registered here with ``@register_strategy``.
 """
 from __future__ import annotations
 
@@ -15,6 +18,13 @@ from ...train.checkpoint import join_optimizer, split_optimizer
 from .controller import Controller, ControllerSettings
 from .space import SearchSpace
 
+STRATEGIES: dict[str, type] = {}
+
+
+def register_strategy(cls: type) -> type:
+    STRATEGIES[cls.name] = cls
+    return cls
+
 
 @dataclass
 class Proposal:
@@ -24,40 +34,18 @@ class Proposal:
     genotype: dict
 
 
-class RandomStrategy:
-    """Uniform samples of the space; nothing to learn."""
-
-    name = "random"
-
-    def __init__(self, space: SearchSpace, seed: int):
-        self.space, self.rng = space, random.Random(seed)
-
-    def propose(self, first_trial: int, count: int, depth: int | None) -> list[Proposal]:
-        proposals = []
-        for trial in range(first_trial, first_trial + count):
-            genotype = self.space.sample(self.rng, depth)
-            proposals.append(Proposal(trial, depth, self.space.values(genotype), genotype))
-        return proposals
-
-    def update(self, proposals: list[Proposal], rewards: list[float]) -> dict:
-        return {}
-
-    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        version, internal, gauss = self.rng.getstate()
-        return {}, {"rng": [version, list(internal), gauss]}
-
-    def load_state(self, tensors: dict[str, torch.Tensor], saved: dict) -> None:
-        version, internal, gauss = saved["rng"]
-        self.rng.setstate((version, tuple(internal), gauss))
-
-
+@register_strategy
 class ReinforceStrategy:
     """The controller trained with REINFORCE and an exponential-moving-average baseline (Sec. 3.2):
-    grad J = 1/m sum_k grad log P(a_k) (R_k - b)."""
+    grad J = 1/m sum_k grad log P(a_k) (R_k - b).  The paper updates from m = 8 children per
+    replica, with 100 replicas updating one shared controller asynchronously; here one controller
+    takes synchronous batches of m (``children_per_update``, default max(workers, 4))."""
 
     name = "rl"
+    synchronous = True
 
-    def __init__(self, space: SearchSpace, seed: int, settings: ControllerSettings = ControllerSettings()):
+    def __init__(self, space: SearchSpace, seed: int, settings: ControllerSettings | None = None):
+        settings = settings or ControllerSettings()
         self.space, self.settings = space, settings
         torch.manual_seed(seed)  # the controller's initial weights follow the search seed
         self.controller = Controller(space.decisions(), settings)
@@ -74,8 +62,9 @@ class ReinforceStrategy:
                 proposals.append(Proposal(trial, depth, values, self.space.genotype(values, depth)))
         return proposals
 
-    def update(self, proposals: list[Proposal], rewards: list[float]) -> dict:
-        """One policy-gradient step on a batch; returns what it did (for the journal)."""
+    def update(self, proposals: list[Proposal], records: list[dict]) -> dict:
+        """One policy-gradient step on a batch; returns what it did (for the search's state)."""
+        rewards = [record["reward"] for record in records]
         if self.baseline is None:  # the first batch's mean: no initial bias toward whatever came first
             self.baseline = sum(rewards) / len(rewards)
         advantages = [reward - self.baseline for reward in rewards]
@@ -107,9 +96,36 @@ class ReinforceStrategy:
         self.baseline = saved["baseline"]
 
 
+@register_strategy
+class RandomStrategy:
+    """Uniform samples of the space; nothing to learn."""
+
+    name = "random"
+    synchronous = False
+
+    def __init__(self, space: SearchSpace, seed: int, settings=None):
+        self.space, self.rng = space, random.Random(seed)
+
+    def propose(self, first_trial: int, count: int, depth: int | None) -> list[Proposal]:
+        proposals = []
+        for trial in range(first_trial, first_trial + count):
+            genotype = self.space.sample(self.rng, depth)
+            proposals.append(Proposal(trial, depth, self.space.values(genotype), genotype))
+        return proposals
+
+    def update(self, proposals: list[Proposal], records: list[dict]) -> dict:
+        return {}
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        version, internal, gauss = self.rng.getstate()
+        return {}, {"rng": [version, list(internal), gauss]}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], saved: dict) -> None:
+        version, internal, gauss = saved["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+
+
 def make_strategy(name: str, space: SearchSpace, seed: int, settings: ControllerSettings | None = None):
-    if name == "rl":
-        return ReinforceStrategy(space, seed, settings or ControllerSettings())
-    if name == "random":
-        return RandomStrategy(space, seed)
-    raise ValueError(f"strategy must be 'rl' or 'random', got {name!r}")
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; the strategies are {', '.join(STRATEGIES)}")
+    return STRATEGIES[name](space, seed, settings)

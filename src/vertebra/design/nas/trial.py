@@ -1,7 +1,8 @@
-"""One trial: train a child through vertebra's training engine and turn its accuracy into a reward.
+"""One trial: train a child through vertebra's training engine and report what was measured.
 
 A trial is a plain dict in and a plain dict out, so any executor (a process pool, Ray tasks)
-can run it.  The paper's reward is the maximum validation accuracy of the last epochs, cubed.
+can run it.  It reports raw measurements (validation accuracy per epoch, parameters, MACs,
+time); the search's objective turns them into a reward (objectives.py).
 """
 from __future__ import annotations
 
@@ -30,8 +31,6 @@ class TrialSettings:
     input_size: int | None = None  # image folders are resized to this (the digits are 32x32)
     input_pool: int | None = None  # None: 4 for nas_cnn on the digits (8x8 images upsampled to 32x32,
     # so pooling by 4 loses nothing), else 1
-    reward_epochs: int = 5  # reward = max validation accuracy of the last this-many epochs ...
-    reward_power: float = 3.0  # ... to this power (the paper's cube)
     threads: int = 1  # each worker trains single-threaded, so K workers use K cores
     extra_model_kwargs: dict = field(default_factory=dict)
 
@@ -43,15 +42,9 @@ def trial_spec(trial: int, genotype: dict, settings: TrialSettings, folder: Path
     return spec
 
 
-def reward_of(history: list[dict], reward_epochs: int, reward_power: float) -> tuple[float, float]:
-    """(reward, accuracy): accuracy = max validation accuracy over the last epochs."""
-    accuracy = max(h["val_accuracy"] for h in history[-reward_epochs:])
-    return accuracy ** reward_power, accuracy
-
-
 def run_trial(spec: dict) -> dict:
-    """Train the child ``spec`` describes; a child that fails to build or train gets reward 0
-    and its error, so one bad architecture never stops a search."""
+    """Train the child ``spec`` describes; a child that fails to build or train reports its error
+    (the objective scores it 0), so one bad architecture never stops a search."""
     from rich.console import Console
 
     from ...analysis import count_macs, count_params
@@ -72,12 +65,11 @@ def run_trial(spec: dict) -> dict:
     try:
         result = train(config, console=Console(quiet=True))
         model = result.model
-        reward, accuracy = reward_of(result.history, spec["reward_epochs"], spec["reward_power"])
-        record.update(reward=reward, val_accuracy=accuracy, history=[h["val_accuracy"] for h in result.history],
+        record.update(history=[h["val_accuracy"] for h in result.history],
                       params=count_params(model), macs=count_macs(model, spec["input_size"] or 32),
                       test_accuracy=result.test_accuracy)
     except Exception as error:  # noqa: BLE001 - the error is the trial's result
-        record.update(reward=0.0, val_accuracy=0.0, error=f"{type(error).__name__}: {error}",
+        record.update(history=[], error=f"{type(error).__name__}: {error}",
                       traceback=traceback.format_exc(limit=5))
     record["train_s"] = time.perf_counter() - start
     for key in ("lr", "weight_decay", "batch_size", "epochs"):
