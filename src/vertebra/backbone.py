@@ -130,7 +130,9 @@ class Backbone(nn.Module):
         if not x.is_floating_point():
             raise ValueError(f"{name} expects a floating-point input, got dtype {x.dtype}")
         weight = next(self.parameters(), None)
-        if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        # autocast casts every float type but float64 for itself
+        cast = torch.is_autocast_enabled(x.device.type) and x.dtype != torch.float64
+        if weight is not None and x.dtype != weight.dtype and not cast:
             raise ValueError(f"{name} expects {weight.dtype} input like its weights, got {x.dtype}: convert "
                              f"the input (x.to({weight.dtype})) or the model (model.to({x.dtype})), "
                              f"or run under torch.autocast")

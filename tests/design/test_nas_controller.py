@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vertebra.design.nas import (Choice, Controller, ControllerSettings, DepthSchedule, Journal,
+from vertebra.design.nas import (Anchor, Choice, Controller, ControllerSettings, DepthSchedule, Journal,
                                  RandomStrategy, ReinforceStrategy, get_space)
 
 
@@ -145,3 +145,26 @@ def test_bad_settings_are_clear_errors(tmp_path):
         search(SearchConfig("rl", trials=2, out=tmp_path / "d"))
     assert (tmp_path / "d" / "mine.txt").read_text() == "keep"
     assert not (tmp_path / "b").exists()  # a refused search leaves nothing behind
+
+
+def test_a_search_over_connections_only_samples_and_scores():
+    """Every layer's shape fixed: layer 0 makes no decision, yet later layers attend to it."""
+    space = get_space("nas_cnn", filter_heights=(3,), filter_widths=(3,), filters=(24,), strides=None)
+    controller = Controller(space.decisions())
+    decisions = space.decisions(4)
+    assert all(isinstance(d, Anchor) for d in decisions) and decisions[0].layer == 1
+    values, log_prob, _ = controller.run(decisions, torch.Generator().manual_seed(0))
+    assert torch.allclose(controller.run(decisions, values=values)[1], log_prob)
+    assert len(space.genotype(values, 4)["layers"]) == 4
+
+
+def test_the_papers_three_strides_build_and_run():
+    import vertebra
+
+    space = get_space("nas_cnn", strides=(1, 2, 3))
+    strategy = ReinforceStrategy(space, seed=0)
+    for proposal in strategy.propose(0, 6, 4):
+        model = vertebra.create_model("nas_child", genotype=proposal.genotype, num_classes=10, small_input=True)
+        assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert {layer["stride"] for p in RandomStrategy(space, seed=0).propose(0, 30, 4) for layer in
+            p.genotype["layers"]} == {1, 2, 3}

@@ -175,7 +175,7 @@ INVALID = [
     (edit(EX, lambda g: g["layers"][1].update(filter_width=True)), r"layer 1: filter_width must be one of"),
     (edit(EX, lambda g: g["layers"][0].update(filters=0)), r"layer 0: filters must be a positive int, got 0"),
     (edit(EX, lambda g: g["layers"][5].update(filters=3.5)), r"layer 5: filters must be a positive int"),
-    (edit(EX, lambda g: g["layers"][2].update(stride=3)), r"layer 2: stride must be one of \(1, 2\), got 3"),
+    (edit(EX, lambda g: g["layers"][2].update(stride=4)), r"layer 2: stride must be one of \(1, 2, 3\), got 4"),
     (edit(EX, lambda g: g["layers"][2].update(inputs=[5])),
      r"layer 2: inputs refers to layer 5, which does not come before it"),
     (edit(EX, lambda g: g["layers"][0].update(inputs=[0])), r"layer 0: inputs refers to layer 0"),

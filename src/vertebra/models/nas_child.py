@@ -27,7 +27,7 @@ ReLU = partial(nn.ReLU, inplace=True)
 # can build for each: a tuple of options, POSITIVE (any int >= 1) or INPUTS (earlier layers).
 POSITIVE, INPUTS = "a positive int", "earlier layers"
 FILTER_SIZES = (1, 3, 5, 7)  # odd, so that "same" padding is symmetric
-STRIDES = (1, 2)
+STRIDES = (1, 2, 3)  # the NAS paper predicts strides in [1, 2, 3]
 BLOCKS = ("conv", "sepconv", "mbconv")
 BLOCK_KERNELS = (3, 5, 7)
 NAS_CNN_LAYER = {"filter_height": FILTER_SIZES, "filter_width": FILTER_SIZES, "filters": POSITIVE,

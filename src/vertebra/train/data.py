@@ -1,6 +1,7 @@
 """Training data: the embedded handwritten digits, and image folders (one sub-folder per class)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,11 +71,9 @@ class TensorImages(Dataset):
         return self.images[index], int(self.labels[index])
 
 
-def digits() -> DataSplits:
-    """scikit-learn's 1,797 handwritten digits as 32x32 RGB tensors, split 70/15/15 by class.
-
-    The split is fixed (random_state=0) and independent of the training seed.
-    """
+@functools.lru_cache(maxsize=1)
+def _digits_tensors() -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
+    """The digits as 32x32 RGB tensors and the split's indices: read once per process (read-only)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -82,12 +81,19 @@ def digits() -> DataSplits:
     images = torch.tensor(data.images, dtype=torch.float32)[:, None] / 16.0  # 8x8, ink in [0, 1]
     images = F.interpolate(images, size=(DIGITS_SIZE, DIGITS_SIZE), mode="bilinear", align_corners=False)
     images = ((images - 0.5) / 0.5).expand(-1, 3, -1, -1).contiguous()
-    labels = torch.tensor(data.target)
-    index = np.arange(len(labels))
+    index = np.arange(len(data.target))
     train, rest = train_test_split(index, test_size=0.3, stratify=data.target, random_state=0)
     val, test = train_test_split(rest, test_size=0.5, stratify=data.target[rest], random_state=0)
-    split = {name: TensorImages(images[torch.from_numpy(i)], labels[torch.from_numpy(i)])
-             for name, i in (("train", np.sort(train)), ("val", np.sort(val)), ("test", np.sort(test)))}
+    return images, torch.tensor(data.target), {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def digits() -> DataSplits:
+    """scikit-learn's 1,797 handwritten digits as 32x32 RGB tensors, split 70/15/15 by class.
+
+    The split is fixed (random_state=0) and independent of the training seed.
+    """
+    images, labels, splits = _digits_tensors()
+    split = {name: TensorImages(images[torch.from_numpy(i)], labels[torch.from_numpy(i)]) for name, i in splits.items()}
     return DataSplits("digits", split["train"], split["val"], split["test"], [str(d) for d in range(10)], 3,
                       DIGITS_SIZE, {"source": "digits", "images": len(labels)})
 

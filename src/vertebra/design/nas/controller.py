@@ -2,8 +2,10 @@
 
 At every step the controller's softmax picks one option of the current decision, and the
 embedding of that choice is the next step's input.  Skip connections use the paper's anchor
-points: layer i connects to earlier layer j with probability sigmoid(v^T tanh(W_prev h_j + W_curr h_i)),
-where h_j is the controller's state after it finished describing layer j.  Sampling runs without
+points: layer i connects to earlier layer j with probability sigmoid(v^T tanh(W_prev h_j + W_curr h_i)).
+Here h_j is the controller's state after layer j's last decision (its number of filters); in the
+paper's figure h_j is the state at layer j's own anchor step, which comes first in the layer.  Both
+summarise layer j; the later one has also seen j's filter shape.  Sampling runs without
 gradients and records the choices; REINFORCE re-scores those choices with gradients.
 """
 from __future__ import annotations
@@ -93,6 +95,17 @@ class Controller(nn.Module):
             anchors[decision_group(decision.name)] = h  # the layer's state after its latest decision
         return chosen, log_prob, entropy
 
+    @staticmethod
+    def _anchor_states(layers: int, anchors: dict, h: torch.Tensor) -> list[torch.Tensor]:
+        """h_j for each earlier layer j.  A layer whose every field is fixed made no decision, so the
+        controller had nothing more to say about it: its anchor is the state of the layer before
+        (the initial zero state for a leading run of such layers)."""
+        states, last = [], torch.zeros_like(h)
+        for j in range(layers):
+            last = anchors.get(f"layer{j}", last)
+            states.append(last)
+        return states
+
     def _choose(self, decision: Choice, h, generator, given):
         kind = decision_kind(decision.name)
         distribution = torch.distributions.Categorical(logits=self.heads[kind](h).squeeze(0))
@@ -104,7 +117,7 @@ class Controller(nn.Module):
         return x, decision.options[index], distribution.log_prob(torch.tensor(index)), distribution.entropy()
 
     def _connect(self, decision: Anchor, h, anchors: dict, generator, given):
-        earlier = [anchors[f"layer{j}"] for j in range(decision.layer)]
+        earlier = self._anchor_states(decision.layer, anchors, h)
         probs = torch.sigmoid(self.connection_logits(earlier, h))
         if given is None:
             picks = torch.rand(probs.shape, generator=generator) < probs.detach()

@@ -174,7 +174,11 @@ class SearchSpace:
 @dataclass(frozen=True)
 class NasCnnSpace(SearchSpace):
     """The paper's CNN space (section 3.3 and appendix): the controller starts at 6 layers and the
-    search deepens it (by 2 every 1,600 children in the paper) through ``decisions(depth)``."""
+    search deepens it (by 2 every 1,600 children in the paper) through ``decisions(depth)``.
+
+    Strides: the paper predicts a stride in [1, 2, 3] per layer (height and width as separate tokens
+    in its Figure 4); here a layer has one square stride, from (1, 2) by default, and
+    ``strides=(1, 2, 3)`` offers the paper's three."""
 
     filter_heights: tuple = (1, 3, 5, 7)
     filter_widths: tuple = (1, 3, 5, 7)
