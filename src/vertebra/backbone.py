@@ -83,6 +83,16 @@ def resolve_out_indices(out_indices: Sequence[int] | None, num_levels: int) -> t
     return tuple(sorted(resolved))
 
 
+def _autocast_casts(x: torch.Tensor) -> bool:
+    """Whether autocast is on for ``x``'s device and casts it (every float type but float64)."""
+    if x.dtype == torch.float64:
+        return False
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:  # a device autocast does not know (meta, when counting MACs)
+        return False
+
+
 class Backbone(nn.Module):
     """A stem, an ordered ``nn.Sequential`` of stages, a head.
 
@@ -130,9 +140,7 @@ class Backbone(nn.Module):
         if not x.is_floating_point():
             raise ValueError(f"{name} expects a floating-point input, got dtype {x.dtype}")
         weight = next(self.parameters(), None)
-        # autocast casts every float type but float64 for itself
-        cast = torch.is_autocast_enabled(x.device.type) and x.dtype != torch.float64
-        if weight is not None and x.dtype != weight.dtype and not cast:
+        if weight is not None and x.dtype != weight.dtype and not _autocast_casts(x):
             raise ValueError(f"{name} expects {weight.dtype} input like its weights, got {x.dtype}: convert "
                              f"the input (x.to({weight.dtype})) or the model (model.to({x.dtype})), "
                              f"or run under torch.autocast")
