@@ -15,7 +15,7 @@ from rich.console import Console
 from safetensors.torch import load_file
 
 from vertebra import durable
-from vertebra.design.nas import SearchConfig, TrialSettings, final_stage, search
+from vertebra.design.nas import EvolutionSettings, SearchConfig, TrialSettings, final_stage, search
 from vertebra.design.nas.final import Grid
 from vertebra.train import TrainConfig, train
 
@@ -83,11 +83,12 @@ def search_outcome(out):
     return sorted((r["trial"], json.dumps(r["genotype"])) for r in journal), state, strategy
 
 
-@pytest.mark.parametrize("strategy", ["rl", "random"])
+@pytest.mark.parametrize("strategy", ["rl", "random", "evolution"])
 def test_search_crashed_at_every_operation_resumes_to_the_uninterrupted_result(tmp_path, instant_trials, strategy):
     def run(out, resume):
         return search(SearchConfig(strategy, space="mnas_blocks", trials=4, children_per_update=2, workers=2,
-                                   executor="inline", out=out, resume=resume, seed=5), QUIET)
+                                   executor="inline", out=out, resume=resume, seed=5,
+                                   evolution=EvolutionSettings(population=2, sample=2)), QUIET)
 
     _, operations = run_to_the_end(run, tmp_path / "whole")
     assert any(o.startswith("append journal") for o in operations)

@@ -229,8 +229,10 @@ def cmd_gates(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    """Neural architecture search (Zoph & Le): an RL controller or random search over a space."""
-    from .design.nas import DepthSchedule, SearchConfig, TrialSettings, final_stage, get_space, search
+    """Neural architecture search over a space: an RL controller (Zoph & Le), random search, or
+    regularized evolution (Real et al.)."""
+    from .design.nas import (DepthSchedule, EvolutionSettings, SearchConfig, TrialSettings, final_stage, get_space,
+                             search)
 
     trial = TrialSettings(epochs=args.epochs, data=args.data, limit=args.limit, input_pool=args.input_pool)
     schedule = None
@@ -241,7 +243,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = SearchConfig(args.strategy, space=args.space, trials=args.trials, workers=args.workers,
                           children_per_update=args.children_per_update or max(args.workers, 4),
                           executor=args.executor, ray_address=args.ray_address, out=Path(args.out),
-                          resume=args.resume, seed=args.seed, schedule=schedule, trial=trial)
+                          resume=args.resume, seed=args.seed, schedule=schedule, trial=trial,
+                          evolution=EvolutionSettings(args.population, args.sample, args.crossover))
     result = search(config, console)
     best = result.best
     rewards = [r["reward"] for r in result.records]
@@ -431,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                                          "the depth stays")):
         nas.add_argument(f"--{flag}", type=_positive, help=f"nas_cnn depth schedule: {meaning} "
                          "(default: the paper's 6, +2, three increases in four equal parts of the trials)")
+    nas.add_argument("--population", type=_positive, default=20, help="evolution: P, members kept (the oldest "
+                     "leaves as each child joins; default 20)")
+    nas.add_argument("--sample", type=_positive, default=5, help="evolution: S, tournament size (default 5)")
+    nas.add_argument("--crossover", type=float, default=0.5, help="evolution: share of children bred from two "
+                     "parents (default 0.5); every child has one decision mutated")
     nas.add_argument("--final", action="store_true", help="then grid-search lr/weight decay/batch size for "
                      "the best child and train it fully (weights + genotype in OUT/final)")
     nas.add_argument("--final-epochs", type=_positive, default=30)

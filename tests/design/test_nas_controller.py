@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vertebra.design.nas import (Anchor, Choice, Controller, ControllerSettings, DepthSchedule, Journal,
+from vertebra.design.nas import (Anchor, Choice, Controller, EvolutionSettings, EvolutionStrategy, ControllerSettings, DepthSchedule, Journal,
                                  RandomStrategy, ReinforceStrategy, get_space)
 
 
@@ -96,7 +96,8 @@ def test_the_controller_learns_a_toy_reward():
     assert sum(means[-5:]) / 5 > sum(means[:5]) / 5 + 0.2
 
 
-@pytest.mark.parametrize("make", [lambda s: ReinforceStrategy(s, seed=5), lambda s: RandomStrategy(s, seed=5)])
+@pytest.mark.parametrize("make", [lambda s: ReinforceStrategy(s, seed=5), lambda s: RandomStrategy(s, seed=5),
+                                  lambda s: EvolutionStrategy(s, seed=5, settings=EvolutionSettings(2, 2))])
 def test_strategy_state_round_trip_gives_the_same_future(space, make):
     strategy = make(space)
     strategy.update(strategy.propose(0, 2, 3), records(0.3, 0.6))
@@ -129,7 +130,7 @@ def test_bad_settings_are_clear_errors(tmp_path):
     from vertebra.design.nas import SearchConfig, search
     from vertebra.design.nas.strategies import make_strategy
 
-    with pytest.raises(ValueError, match="unknown strategy 'annealing'; the strategies are rl, random"):
+    with pytest.raises(ValueError, match="unknown strategy 'annealing'; the strategies are rl, random, evolution"):
         make_strategy("annealing", get_space("nas_cnn"), 0)
     with pytest.raises(ValueError, match="trials must be a positive integer, got 0"):
         search(SearchConfig("rl", trials=0, out=tmp_path / "a"))
@@ -168,3 +169,51 @@ def test_the_papers_three_strides_build_and_run():
         assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     assert {layer["stride"] for p in RandomStrategy(space, seed=0).propose(0, 30, 4) for layer in
             p.genotype["layers"]} == {1, 2, 3}
+
+
+def three_by_three_share(proposal):
+    heights = [layer["filter_height"] for layer in proposal.genotype["layers"]]
+    return sum(h == 3 for h in heights) / len(heights)
+
+
+def test_evolution_tournament_mutation_crossover_and_aging(space):
+    strategy = EvolutionStrategy(space, seed=0, settings=EvolutionSettings(population=4, sample=4, crossover=0.0))
+    seeds = strategy.propose(0, 4, 3)  # the first P are random
+    strategy.update(seeds, records(0.1, 0.9, 0.2, 0.3))
+    best = seeds[1]
+    for trial in range(4, 10):  # S = P: the tournament always picks the best; one decision differs
+        child = strategy.propose(trial, 1, 3)[0]
+        changed = [i for i, (a, b) in enumerate(zip(child.values, best.values)) if a != b]
+        assert len(changed) == 1, changed
+    strategy.update(strategy.propose(10, 1, 3), records(0.0))
+    assert [m["trial"] for m in strategy.population] == [1, 2, 3, 10]  # the oldest left
+    crossing = EvolutionStrategy(space, seed=1, settings=EvolutionSettings(population=2, sample=1, crossover=1.0))
+    parents = crossing.propose(0, 2, 3)
+    crossing.update(parents, records(0.5, 0.5))
+    for child in crossing.propose(2, 20, 3):  # uniform crossover of the two, then one mutation
+        from_neither = [i for i, v in enumerate(child.values) if v not in (parents[0].values[i], parents[1].values[i])]
+        assert len(from_neither) <= 1
+
+
+def test_evolution_learns_a_toy_reward():
+    space = get_space("nas_cnn", strides=None)
+    strategy = EvolutionStrategy(space, seed=2, settings=EvolutionSettings(population=10, sample=3))
+    rewards = []
+    for trial in range(80):
+        child = strategy.propose(trial, 1, 3)[0]
+        rewards.append(three_by_three_share(child))
+        strategy.update([child], records(rewards[-1]))
+    assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10 + 0.3
+
+
+def test_evolution_settings_and_budget_are_checked(tmp_path):
+    from vertebra.design.nas import SearchConfig, search
+
+    for settings, message in ((dict(population=0), "population must be a positive integer"),
+                              (dict(population=3, sample=5), "cannot exceed the population"),
+                              (dict(crossover=1.5), "crossover must be a rate")):
+        with pytest.raises(ValueError, match=message):
+            EvolutionSettings(**settings)
+    with pytest.raises(ValueError, match="a population of 20 needs more than 8 trials"):
+        search(SearchConfig("evolution", trials=8, out=tmp_path / "e"))
+    assert not (tmp_path / "e").exists()

@@ -8,10 +8,10 @@ from .journal import Journal
 from .objectives import AccuracyObjective, scored
 from .search import DepthSchedule, SearchConfig, SearchResult, search
 from .space import SPACES, Anchor, Choice, MnasBlocksSpace, NasCnnSpace, SearchSpace, get_space, register_space
-from .strategies import STRATEGIES, Proposal, RandomStrategy, ReinforceStrategy, make_strategy, register_strategy
+from .strategies import STRATEGIES, EvolutionSettings, EvolutionStrategy, Proposal, RandomStrategy, ReinforceStrategy, make_strategy, register_strategy
 from .trial import TrialSettings, run_trial
 
-__all__ = ["EXECUTORS", "STRATEGIES", "AccuracyObjective", "register_executor", "register_space",
+__all__ = ["EXECUTORS", "STRATEGIES", "AccuracyObjective", "EvolutionSettings", "EvolutionStrategy", "register_executor", "register_space",
            "register_strategy", "scored", "SPACES", "Anchor", "Choice", "Controller", "ControllerSettings", "DepthSchedule", "FinalResult", "Grid",
            "Journal", "MnasBlocksSpace", "NasCnnSpace", "Proposal", "RandomStrategy", "ReinforceStrategy",
            "SearchConfig", "SearchResult", "SearchSpace", "TrialSettings", "final_stage", "get_space",

@@ -29,7 +29,7 @@ from .executors import EXECUTORS, make_executor
 from .journal import Journal
 from .objectives import AccuracyObjective, scored
 from .space import get_space
-from .strategies import STRATEGIES, Proposal, make_strategy
+from .strategies import STRATEGIES, EvolutionSettings, Proposal, make_strategy
 from .trial import TrialSettings, trial_spec
 
 
@@ -55,7 +55,7 @@ class DepthSchedule:
 
 @dataclass
 class SearchConfig:
-    strategy: str  # a name in STRATEGIES: "rl", "random"
+    strategy: str  # a name in STRATEGIES: "rl", "random", "evolution"
     space: str = "nas_cnn"
     trials: int = 64
     children_per_update: int = 4  # m, children per REINFORCE update (the paper: 8 per replica)
@@ -68,7 +68,8 @@ class SearchConfig:
     # default: DepthSchedule.for_budget(trials); spaces that do not grow ignore it
     schedule: DepthSchedule | None = None
     space_settings: dict = field(default_factory=dict)
-    controller: ControllerSettings = field(default_factory=ControllerSettings)
+    controller: ControllerSettings = field(default_factory=ControllerSettings)  # rl
+    evolution: EvolutionSettings = field(default_factory=EvolutionSettings)  # evolution
     trial: TrialSettings = field(default_factory=TrialSettings)
     objective: AccuracyObjective = field(default_factory=AccuracyObjective)
 
@@ -81,12 +82,23 @@ class SearchResult:
     wall_s: float
 
 
+def _strategy_settings(config: SearchConfig):
+    """The settings of the configured strategy (its class names the SearchConfig field)."""
+    settings_field = STRATEGIES[config.strategy].settings_field
+    return getattr(config, settings_field) if settings_field else None
+
+
+def _jsonable_settings(config: SearchConfig) -> dict | None:
+    settings = _strategy_settings(config)
+    return asdict(settings) if settings is not None else None
+
+
 def _identity(config: SearchConfig) -> dict:
     """What must match for --resume to continue a search rather than start another."""
     schedule = asdict(config.schedule) if config.schedule else None
     return {"strategy": config.strategy, "space": config.space, "space_settings": config.space_settings,
             "trials": config.trials, "children_per_update": config.children_per_update, "seed": config.seed,
-            "schedule": schedule, "controller": asdict(config.controller), "trial": asdict(config.trial),
+            "schedule": schedule, "strategy_settings": _jsonable_settings(config), "trial": asdict(config.trial),
             "objective": {"name": config.objective.name, **asdict(config.objective)}}
 
 
@@ -102,6 +114,9 @@ def check_config(config: SearchConfig) -> SearchConfig:
     if config.ray_address and config.executor != "ray":
         raise ValueError("--ray-address needs --executor ray")
     get_space(config.space, **config.space_settings)  # unknown space or setting: an error now
+    check_budget = getattr(STRATEGIES[config.strategy], "check_budget", None)
+    if check_budget:
+        check_budget(_strategy_settings(config), config.trials)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
@@ -137,7 +152,7 @@ class Search:
     def __init__(self, config: SearchConfig, console: Console):
         self.config, self.console = config, console
         self.space = get_space(config.space, **config.space_settings)
-        self.strategy = make_strategy(config.strategy, self.space, config.seed, config.controller)
+        self.strategy = make_strategy(config.strategy, self.space, config.seed, _strategy_settings(config))
         self.journal = Journal(config.out / "journal.jsonl")
         self.proposals_log = Journal(config.out / "proposals.jsonl")
         self.next_trial, self.pending, self.updates, self.version = 0, [], [], 0
