@@ -257,7 +257,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     console.print(f"journal {result.out / 'journal.jsonl'}, plot {result.out / 'rewards.png'}, "
                   f"best genotype {result.out / 'best_genotype.json'}")
     if args.final:
-        final = final_stage(result.out, final_epochs=args.final_epochs, executor=args.executor,
+        from .design.nas import Grid
+
+        grid = Grid.papers() if args.grid == "paper" else Grid()
+        final = final_stage(result.out, grid=grid, final_epochs=args.final_epochs, executor=args.executor,
                             workers=args.workers, ray_address=args.ray_address, seed=args.seed, console=console)
         console.print(f"[bold]final: {final.best_point}, validation {final.val_accuracy:.2%}, test "
                       f"{final.test_accuracy:.2%}; weights {final.weights}, genotype {final.genotype}[/bold]")
@@ -439,9 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     nas.add_argument("--sample", type=_positive, default=5, help="evolution: S, tournament size (default 5)")
     nas.add_argument("--crossover", type=float, default=0.5, help="evolution: share of children bred from two "
                      "parents (default 0.5); every child has one decision mutated")
-    nas.add_argument("--final", action="store_true", help="then grid-search lr/weight decay/batch size for "
-                     "the best child and train it fully (weights + genotype in OUT/final)")
+    nas.add_argument("--final", action="store_true", help="then grid-search the best child's training "
+                     "settings (--grid) and train it fully (weights + genotype in OUT/final)")
     nas.add_argument("--final-epochs", type=_positive, default=30)
+    nas.add_argument("--grid", choices=("default", "paper"), default="default", help="--final's grid: lr x weight "
+                     "decay x batch size (default), or the paper's lr x weight decay x batch-norm epsilon x decay point")
     nas.set_defaults(run=cmd_search)
     export = commands.add_parser("export", help="write a model as ONNX or TorchScript and check the file")
     export.add_argument("model")

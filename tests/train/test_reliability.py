@@ -163,3 +163,26 @@ def test_export_reads_the_class_count_from_foreign_weights(tmp_path, capsys):
     assert main(["export", "mobilenet_v1_025", "--format", "torchscript", "--weights", str(tmp_path / "sd.pth"),
                  "--out", str(out), "--input-size", "32"]) == 0, capsys.readouterr().err
     assert torch.jit.load(str(out))(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_the_nas_papers_final_grid_axes_reach_training(tmp_path, tiny_run):
+    from vertebra.design.nas import Grid
+    from vertebra.train.data import digits
+    from vertebra.train.loop import build_model, build_optimizer
+
+    points = Grid.papers().points()
+    assert len(points) == 3 * 2 * 2 * 2 and set(points[0]) == {"lr", "weight_decay", "batch_size", "bn_eps",
+                                                              "lr_decay_at"}
+    assert set(Grid().points()[0]) == {"lr", "weight_decay", "batch_size"}
+    config = TrainConfig(**{**tiny_run, "bn_eps": 1e-3, "lr_decay_at": 0.5, "epochs": 4, "warmup_epochs": 0})
+    model = build_model(config, digits())
+    assert {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-3}
+    optimizer, scheduler = build_optimizer(config, model, steps_per_epoch=10)
+    rates = []
+    for _ in range(40):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:20] == [0.003] * 20 and rates[20:] == pytest.approx([0.0003] * 20)  # 10x at half-way
+    with pytest.raises(ValueError, match="lr_decay_at must be a share of training"):
+        train(TrainConfig(out=tmp_path / "x", **{**tiny_run, "lr_decay_at": 2.0}), QUIET)

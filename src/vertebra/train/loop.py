@@ -42,6 +42,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     warmup_epochs: float = 1.0
     clip_grad: float | None = 5.0
+    bn_eps: float | None = None  # every BatchNorm's epsilon (default: the model's)
+    lr_decay_at: float | None = None  # a 10x step decay at this share of training instead of the cosine
     channels_last: bool = True
     bf16: bool = False
     seed: int = 0
@@ -75,6 +77,10 @@ def check_config(config: TrainConfig, world: World) -> TrainConfig:
         raise ValueError(f"batch size {config.batch_size} does not split over {world.size} processes")
     if config.lr is not None and not config.lr > 0:
         raise ValueError(f"lr must be positive, got {config.lr}")
+    if config.bn_eps is not None and not config.bn_eps > 0:
+        raise ValueError(f"bn_eps must be positive, got {config.bn_eps}")
+    if config.lr_decay_at is not None and not 0 < config.lr_decay_at < 1:
+        raise ValueError(f"lr_decay_at must be a share of training in (0, 1), got {config.lr_decay_at}")
     if not 0 < config.val_split < 1:
         raise ValueError(f"val_split must be in (0, 1), got {config.val_split}")
     if config.bf16 and not cpu_supports_bf16() and world.device.type == "cpu":
@@ -107,6 +113,10 @@ def build_model(config: TrainConfig, data: DataSplits) -> nn.Module:
     small = config.small_input if config.small_input is not None else data.input_size <= 64
     model = create_model(config.model, num_classes=len(data.classes), in_chans=data.in_chans, small_input=small,
                          **config.model_kwargs)
+    if config.bn_eps is not None:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eps = config.bn_eps
     return model.to(memory_format=torch.channels_last) if config.channels_last else model
 
 
@@ -121,9 +131,11 @@ def build_optimizer(config: TrainConfig, model: nn.Module, steps_per_epoch: int)
     total = config.epochs * steps_per_epoch
     warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
 
-    def schedule(step: int) -> float:  # linear warm-up, then cosine to zero
+    def schedule(step: int) -> float:  # linear warm-up, then cosine to zero (or a 10x step)
         if step < warmup:
             return (step + 1) / (warmup + 1)
+        if config.lr_decay_at is not None:
+            return 0.1 if step >= config.lr_decay_at * total else 1.0
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

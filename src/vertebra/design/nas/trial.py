@@ -59,7 +59,7 @@ def run_trial(spec: dict) -> dict:
                          batch_size=spec["batch_size"], lr=spec["lr"], optimizer=spec["optimizer"],
                          weight_decay=spec["weight_decay"], warmup_epochs=spec["warmup_epochs"],
                          seed=spec["seed"], out=folder, limit=spec["limit"], input_size=spec["input_size"],
-                         model_kwargs=kwargs)
+                         bn_eps=spec.get("bn_eps"), lr_decay_at=spec.get("lr_decay_at"), model_kwargs=kwargs)
     start = time.perf_counter()
     record = {"trial": spec["trial"], "genotype": spec["genotype"]}
     try:
@@ -72,6 +72,6 @@ def run_trial(spec: dict) -> dict:
         record.update(history=[], error=f"{type(error).__name__}: {error}",
                       traceback=traceback.format_exc(limit=5))
     record["train_s"] = time.perf_counter() - start
-    for key in ("lr", "weight_decay", "batch_size", "epochs"):
-        record[key] = spec[key]
+    for key in ("lr", "weight_decay", "batch_size", "epochs", "bn_eps", "lr_decay_at"):
+        record[key] = spec.get(key)
     return record
