@@ -244,7 +244,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                           children_per_update=args.children_per_update or max(args.workers, 4),
                           executor=args.executor, ray_address=args.ray_address, out=Path(args.out),
                           resume=args.resume, seed=args.seed, schedule=schedule, trial=trial,
-                          evolution=EvolutionSettings(args.population, args.sample, args.crossover))
+                          evolution=EvolutionSettings(args.population, args.sample, args.crossover),
+                          objective=_objective(args, trial), latency_table=args.latency_table,
+                          remeasure=args.remeasure)
     result = search(config, console)
     best = result.best
     rewards = [r["reward"] for r in result.records]
@@ -265,6 +267,43 @@ def cmd_search(args: argparse.Namespace) -> int:
         console.print(f"[bold]final: {final.best_point}, validation {final.val_accuracy:.2%}, test "
                       f"{final.test_accuracy:.2%}; weights {final.weights}, genotype {final.genotype}[/bold]")
     return 0
+
+
+def _objective(args: argparse.Namespace, trial):
+    """--objective mnas: MnasNet's reward with the target in milliseconds, or a model's measured latency
+    (its MACs with --cost macs); a resumed search keeps the target it was started with."""
+    from .design.nas import AccuracyObjective, MnasObjective
+
+    if args.objective == "accuracy":
+        if args.target_ms is not None or args.target_like:
+            raise ValueError("--target-ms and --target-like apply to --objective mnas")
+        return AccuracyObjective()
+    if (args.target_ms is None) == (args.target_like is None):
+        raise ValueError("--objective mnas needs one target: --target-ms T or --target-like MODEL")
+    cost = "macs" if args.cost == "macs" else "latency_ms"
+    state = Path(args.out) / "state.json"
+    if args.resume and args.target_like and state.exists():
+        target = json.loads(state.read_text())["identity"]["objective"]["target"]
+    elif args.target_like:
+        target = _measured_target(args.target_like, cost, trial, args)
+    else:
+        target = args.target_ms
+    return MnasObjective.hard(target, cost) if args.constraint == "hard" else MnasObjective(target, cost=cost)
+
+
+def _measured_target(name: str, cost: str, trial, args: argparse.Namespace) -> float:
+    from .analysis import count_macs
+    from .design.latency import LatencyTable
+    from .design.nas.costs import reference_latency
+
+    model_info(name)  # an unknown name fails here
+    if cost == "macs":
+        return float(count_macs(create_model(name, num_classes=10, small_input=True), trial.input_size or 32))
+    table = LatencyTable(args.latency_table or Path(args.out) / "latency_table.json", threads=trial.threads,
+                         remeasure=args.remeasure)
+    target = reference_latency(name, table, trial)
+    console.print(f"target: {name} runs in {target:.3f} ms here (batch 1, {trial.threads} thread)")
+    return target
 
 
 def _model_to_export(args: argparse.Namespace):
@@ -442,6 +481,20 @@ def build_parser() -> argparse.ArgumentParser:
     nas.add_argument("--sample", type=_positive, default=5, help="evolution: S, tournament size (default 5)")
     nas.add_argument("--crossover", type=float, default=0.5, help="evolution: share of children bred from two "
                      "parents (default 0.5); every child has one decision mutated")
+    nas.add_argument("--objective", choices=("accuracy", "mnas"), default="accuracy", help="accuracy: the NAS "
+                     "paper's reward (validation accuracy cubed); mnas: MnasNet's ACC x (LAT/T)^w")
+    nas.add_argument("--target-ms", type=float, help="mnas: the target T in milliseconds at batch 1 "
+                     "(in multiply-adds with --cost macs)")
+    nas.add_argument("--target-like", metavar="MODEL", help="mnas: T = this model's measured latency "
+                     "(or MACs with --cost macs), e.g. mobilenet_v2_050")
+    nas.add_argument("--constraint", choices=("soft", "hard"), default="soft", help="mnas: soft (w = -0.07 "
+                     "either side of T) or hard (w = 0 under T, -1 over it)")
+    nas.add_argument("--cost", choices=("latency", "macs"), default="latency", help="mnas: measured latency "
+                     "(a lookup table of timed blocks) or multiply-adds (EfficientNet's variant)")
+    nas.add_argument("--latency-table", type=Path, help="the JSON table of timed blocks to reuse and extend "
+                     "(default: OUT/latency_table.json)")
+    nas.add_argument("--remeasure", action="store_true", help="time every block again when the table was "
+                     "measured on another machine")
     nas.add_argument("--final", action="store_true", help="then grid-search the best child's training "
                      "settings (--grid) and train it fully (weights + genotype in OUT/final)")
     nas.add_argument("--final-epochs", type=_positive, default=30)

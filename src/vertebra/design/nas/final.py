@@ -120,7 +120,8 @@ def final_stage(search_out: Path, *, grid: Grid = Grid(), settings: TrialSetting
     genotype = read_json(genotype_file, "the search's best genotype")
     identity = read_json(Path(search_out) / "state.json", "the search's state")["identity"]
     searched = TrialSettings(**identity["trial"])
-    objective = AccuracyObjective(**{k: v for k, v in identity["objective"].items() if k != "name"})
+    # the grid trains one architecture, so only accuracy tells its points apart
+    objective = AccuracyObjective(epochs=identity["objective"].get("epochs", 5))
     settings = settings or searched  # by default, children train in the grid as they did in the search
     if settings.input_pool is None:
         settings = replace(settings, input_pool=searched.input_pool)

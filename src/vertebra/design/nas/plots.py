@@ -32,3 +32,25 @@ def plot_rewards(records: list[dict], path: Path, title: str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_pareto(records: list[dict], front: list[dict], cost: str, target: float, path: Path, title: str) -> Path:
+    """Accuracy against cost for every trial, the Pareto front joined and highlighted, the target marked."""
+    from ...durable import write_file
+
+    unit = "predicted latency (ms, batch 1)" if cost == "latency_ms" else "multiply-adds"
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    good = [r for r in records if not r.get("error")]
+    ax.scatter([r[cost] for r in good], [100 * r["val_accuracy"] for r in good], s=14, alpha=0.5,
+               label="child")
+    ax.plot([r[cost] for r in front], [100 * r["val_accuracy"] for r in front], "o-", color="tab:red",
+            label="Pareto front")
+    ax.axvline(target, color="gray", linestyle="--", label=f"target {target:g}")
+    ax.set(xlabel=unit, ylabel="validation accuracy (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    try:
+        return write_file(path, lambda temporary: fig.savefig(temporary, format="png"))
+    finally:
+        plt.close(fig)

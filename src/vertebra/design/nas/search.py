@@ -27,7 +27,7 @@ from ...durable import FolderLock, check_output_folder, holds_work, is_scratch, 
 from .controller import ControllerSettings
 from .executors import EXECUTORS, make_executor
 from .journal import Journal
-from .objectives import AccuracyObjective, scored
+from .objectives import AccuracyObjective, MnasObjective, pareto_front, scored
 from .space import get_space
 from .strategies import STRATEGIES, EvolutionSettings, Proposal, make_strategy
 from .trial import TrialSettings, trial_spec
@@ -71,7 +71,9 @@ class SearchConfig:
     controller: ControllerSettings = field(default_factory=ControllerSettings)  # rl
     evolution: EvolutionSettings = field(default_factory=EvolutionSettings)  # evolution
     trial: TrialSettings = field(default_factory=TrialSettings)
-    objective: AccuracyObjective = field(default_factory=AccuracyObjective)
+    objective: AccuracyObjective | MnasObjective = field(default_factory=AccuracyObjective)
+    latency_table: Path | None = None  # the latency objective's table (default: OUT/latency_table.json)
+    remeasure: bool = False  # time every unit again where the table is from another machine
 
 
 @dataclass
@@ -149,8 +151,8 @@ def _check_folder(out: Path, resume: bool) -> bool:
 
 
 class Search:
-    def __init__(self, config: SearchConfig, console: Console):
-        self.config, self.console = config, console
+    def __init__(self, config: SearchConfig, console: Console, latency=None):
+        self.config, self.console, self.latency = config, console, latency  # latency: genotype -> ms
         self.space = get_space(config.space, **config.space_settings)
         self.strategy = make_strategy(config.strategy, self.space, config.seed, _strategy_settings(config))
         self.journal = Journal(config.out / "journal.jsonl")
@@ -265,6 +267,8 @@ class Search:
                     record = executor.wait()
                     record.update(depth=self.proposed[record["trial"]].depth,
                                   values=self.proposed[record["trial"]].values, strategy=config.strategy)
+                    if self.latency:  # predicted from the table: the driver times nothing new here
+                        record["latency_ms"] = self.latency(record["genotype"])
                     self.journal.append(record)
                     self.finished[record["trial"]] = record
                     self.show(bar, task)
@@ -289,15 +293,43 @@ class Search:
 def search(config: SearchConfig, console: Console | None = None) -> SearchResult:
     """Run (or resume) a search; writes journal.jsonl, proposals.jsonl, state.json,
     strategy-<version>.safetensors, rewards.png and best_genotype.json into ``config.out``."""
-    from .plots import plot_rewards
+    from .plots import plot_pareto, plot_rewards
 
     config = check_config(config)
     console = console or Console()
     check_output_folder(config.out)
     with FolderLock(config.out):
         config = replace(config, resume=_check_folder(config.out, config.resume))
-        result = Search(config, console).run()
+        result = Search(config, console, _latency_model(config, console)).run()
         write_json(config.out / "best_genotype.json", result.best["genotype"])
         plot_rewards(result.records, config.out / "rewards.png",
                      f"{config.strategy} search of {config.space}, {len(result.records)} trials")
+        cost = getattr(config.objective, "cost", None)
+        if cost:
+            front = pareto_front(result.records, cost)
+            write_json(config.out / "pareto.json", [{k: r[k] for k in ("trial", "val_accuracy", cost, "genotype")}
+                                                    for r in front])
+            plot_pareto(result.records, front, cost, config.objective.target, config.out / "pareto.png",
+                        f"{config.strategy} search of {config.space}: accuracy against {cost}")
     return result
+
+
+def _latency_model(config: SearchConfig, console: Console):
+    """For a latency objective: every block of the space timed before any training, and the target
+    checked against the fastest child the space can build."""
+    if getattr(config.objective, "cost", None) != "latency_ms":
+        return None
+    from ..latency import LatencyTable
+    from .costs import ChildLatency
+
+    table = LatencyTable(config.latency_table or config.out / "latency_table.json", threads=config.trial.threads,
+                         remeasure=config.remeasure)
+    latency = ChildLatency(table, config.trial)
+    with console.status(f"timing the blocks of {config.space} ({len(table)} known)"):
+        fastest = latency.prepare(get_space(config.space, **config.space_settings))
+    if fastest > config.objective.target:
+        raise ValueError(f"no child of {config.space} meets the target of {config.objective.target:.3f} ms: the "
+                         f"fastest it can build is predicted at {fastest:.3f} ms")
+    console.print(f"latency table {table.path}: {len(table)} blocks ({table.measured} timed now); fastest child "
+                  f"{fastest:.2f} ms, target {config.objective.target:.2f} ms")
+    return latency

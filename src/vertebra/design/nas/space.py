@@ -15,6 +15,7 @@ A setting with a single option is fixed, not decided: ``strides=(1,)`` drops the
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import numbers
 import random
 from dataclasses import dataclass
@@ -244,6 +245,17 @@ class MnasBlocksSpace(SearchSpace):
     def fields(self, index: int):
         return (("block", self.blocks), ("kernel", self.kernels), ("expansion", self.expansions),
                 ("se", self.se), ("layers", self.layers))
+
+    def latency_cover(self):
+        """(genotype, shortest) pairs whose blocks are every block this space builds: each
+        combination of block, kernel, expansion and SE on every stage, with the fewest layers
+        (shortest=True) and with two (the repeated block: same channels, stride 1)."""
+        fewest = min(self.layers)
+        for combination in itertools.product(self.blocks, self.kernels, self.expansions, self.se):
+            stage = dict(zip(("block", "kernel", "expansion", "se"), combination))
+            for layers, shortest in ((fewest, True), (2, False)):
+                if shortest or max(self.layers) >= 2 > fewest:
+                    yield {"space": self.name, "stages": [{**stage, "layers": layers}] * self.default_depth}, shortest
 
 
 

@@ -1,0 +1,60 @@
+"""The latency of a search's children, from the one latency table (vertebra.design.latency).
+
+Children are timed as they train: the trial's input size and classes, the 32x32 stem for small
+inputs, batch 1.  Before a latency-aware search trains anything, every block configuration its
+space can build is timed (``prepare``), so no timing runs beside the training workers, and a
+target no child can meet is refused.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...registry import create_model
+from ..latency import LatencyTable
+from .space import SearchSpace
+from .trial import TrialSettings
+
+
+class ChildLatency:
+    def __init__(self, table: LatencyTable, trial: TrialSettings):
+        self.table, self.trial = table, trial
+        self.input_size = trial.input_size or 32
+        if trial.data == "digits":
+            self.classes = 10
+        else:
+            self.classes = sum(1 for p in Path(trial.data).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def model(self, genotype: dict):
+        return create_model("nas_child", genotype=genotype, num_classes=self.classes,
+                            small_input=self.input_size <= 64, input_pool=self.trial.input_pool or 1,
+                            **self.trial.extra_model_kwargs)
+
+    def __call__(self, genotype: dict) -> float:
+        """Predicted milliseconds of the child ``genotype`` describes."""
+        return self.table.predict(self.model(genotype), self.input_size)
+
+    def prepare(self, space: SearchSpace) -> float:
+        """Time every unit the space can build; returns the fastest child's predicted latency."""
+        cover = getattr(space, "latency_cover", None)
+        if cover is None:
+            raise ValueError(f"a latency objective needs a space whose blocks can be timed one by one; "
+                             f"{space.name} cannot (its layers read each other's outputs): use mnas_blocks")
+        stems, stages = [], {}
+        for number, (genotype, shortest) in enumerate(cover()):
+            units = self.table.unit_latencies(self.model(genotype), self.input_size)
+            if shortest:  # the fewest layers per stage: this combination's cheapest version of each stage
+                for unit in units:
+                    if unit["name"].startswith("stages."):
+                        index = int(unit["name"].split(".")[1])
+                        stages.setdefault(index, {}).setdefault(number, 0.0)
+                        stages[index][number] += unit["ms"]
+                stems.append(sum(u["ms"] for u in units if not u["name"].startswith("stages.")))
+        self.table.save()
+        return min(stems) + sum(min(per_genotype.values()) for per_genotype in stages.values())
+
+
+def reference_latency(name: str, table: LatencyTable, trial: TrialSettings) -> float:
+    """The measured latency of a registered model as a child would run: ``--target-like``."""
+    cost = ChildLatency(table, trial)
+    model = create_model(name, num_classes=cost.classes, small_input=cost.input_size <= 64)
+    return table.measure(model, max(cost.input_size, model.min_input_size))
