@@ -8,6 +8,7 @@ as a kill would; real SIGKILLs are in tests/train/test_train.py and tests/design
 import hashlib
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,18 @@ from vertebra.train import TrainConfig, train
 
 from conftest import TINY_GENOTYPE as GENOTYPE
 QUIET = Console(quiet=True)
+
+
+@pytest.fixture(autouse=True)
+def quick_pictures(monkeypatch):
+    """The pictures are written through the same atomic steps, without drawing them: the crash points
+    are in the file system, and matplotlib would take most of the harness's time."""
+    def picture(*args):
+        path = next(a for a in args if isinstance(a, Path))
+        return durable.write_file(path, lambda temporary: temporary.write_bytes(b"\x89PNG"))
+
+    monkeypatch.setattr("vertebra.train.loop.plot_history", picture)
+    monkeypatch.setattr("vertebra.design.nas.plots.plot_rewards", picture)
 
 
 def run_to_the_end(run, out):
