@@ -45,7 +45,7 @@ def plot_pareto(records: list[dict], front: list[dict], cost: str, target: float
                label="child")
     ax.plot([r[cost] for r in front], [100 * r["val_accuracy"] for r in front], "o-", color="tab:red",
             label="Pareto front")
-    ax.axvline(target, color="gray", linestyle="--", label=f"target {target:g}")
+    ax.axvline(target, color="gray", linestyle="--", label=f"target {target:.3g}")
     ax.set(xlabel=unit, ylabel="validation accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")

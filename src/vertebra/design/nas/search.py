@@ -310,7 +310,8 @@ def search(config: SearchConfig, console: Console | None = None) -> SearchResult
             write_json(config.out / "pareto.json", [{k: r[k] for k in ("trial", "val_accuracy", cost, "genotype")}
                                                     for r in front])
             plot_pareto(result.records, front, cost, config.objective.target, config.out / "pareto.png",
-                        f"{config.strategy} search of {config.space}: accuracy against {cost}")
+                        f"{config.strategy} search of {config.space}: accuracy against "
+                        f"{'latency' if cost == 'latency_ms' else 'MACs'}")
     return result
 
 
