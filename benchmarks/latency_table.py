@@ -64,7 +64,8 @@ def main() -> None:
     print(json.dumps({"benchmark": "latency_table", "children": args.children, "blocks": len(table),
                       "spearman_rho": round(spearman(predicted, measured), 3),
                       "mean_relative_error": round(statistics.mean(errors), 3),
-                      "mean_predicted_over_measured": round(statistics.mean(p / m for p, m in zip(predicted, measured)), 3),
+                      "mean_predicted_over_measured":
+                          round(statistics.mean(p / m for p, m in zip(predicted, measured)), 3),
                       "threads": args.threads, "repeats": args.repeats}))
 
 

@@ -498,8 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     nas.add_argument("--final", action="store_true", help="then grid-search the best child's training "
                      "settings (--grid) and train it fully (weights + genotype in OUT/final)")
     nas.add_argument("--final-epochs", type=_positive, default=30)
-    nas.add_argument("--grid", choices=("default", "paper"), default="default", help="--final's grid: lr x weight "
-                     "decay x batch size (default), or the paper's lr x weight decay x batch-norm epsilon x decay point")
+    nas.add_argument("--grid", choices=("default", "paper"), default="default", help="--final's grid: lr x "
+                     "weight decay x batch size (default), or the paper's lr x weight decay x batch-norm epsilon "
+                     "x decay point")
     nas.set_defaults(run=cmd_search)
     export = commands.add_parser("export", help="write a model as ONNX or TorchScript and check the file")
     export.add_argument("model")

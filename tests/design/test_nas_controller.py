@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from vertebra.design.nas import (Anchor, Choice, Controller, EvolutionSettings, EvolutionStrategy, ControllerSettings, DepthSchedule, Journal,
-                                 RandomStrategy, ReinforceStrategy, get_space)
+from vertebra.design.nas import (Anchor, Choice, Controller, ControllerSettings, DepthSchedule, EvolutionSettings,
+                                 EvolutionStrategy, Journal, RandomStrategy, ReinforceStrategy, get_space)
 
 
 def records(*rewards):

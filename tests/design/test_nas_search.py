@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from vertebra.design.nas import AccuracyObjective, DepthSchedule, SearchConfig, TrialSettings, final_stage, scored, search
+from vertebra.design.nas import (AccuracyObjective, DepthSchedule, SearchConfig, TrialSettings, final_stage, scored,
+                                 search)
 from vertebra.design.nas.final import Grid
 
 pytestmark = pytest.mark.xdist_group("nas_search")  # one worker runs the reference search for all

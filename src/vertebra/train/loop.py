@@ -103,7 +103,8 @@ RESUMABLE_CHANGES = ("epochs",)
 
 def run_identity(config: TrainConfig, data: DataSplits, world: World) -> dict:
     """What defines a run: a resume with any of this different would not continue the same run."""
-    settings = {k: v for k, v in _jsonable(config).items() if k not in ("out", "resume", "data", "val", *RESUMABLE_CHANGES)}
+    left_out = ("out", "resume", "data", "val", *RESUMABLE_CHANGES)  # the data is fingerprinted instead
+    settings = {k: v for k, v in _jsonable(config).items() if k not in left_out}
     small = config.small_input if config.small_input is not None else data.input_size <= 64
     return {**settings, "small_input": small, "input_size": data.input_size, "data": data.fingerprint,
             "processes": world.size}

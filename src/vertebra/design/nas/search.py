@@ -23,7 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
     TimeRemainingColumn
 from safetensors.torch import load_file
 
-from ...durable import FolderLock, check_output_folder, holds_work, is_scratch, read_json, remove_unreferenced, write_json, write_tensors
+from ...durable import (FolderLock, check_output_folder, holds_work, is_scratch, read_json, remove_unreferenced,
+                        write_json, write_tensors)
 from .controller import ControllerSettings
 from .executors import EXECUTORS, make_executor
 from .journal import Journal
