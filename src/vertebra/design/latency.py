@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..analysis import measure_latency
 from ..durable import read_json, write_json
 
 
@@ -54,14 +54,7 @@ def units(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def time_call(call, x: torch.Tensor, repeats: int, warmup: int = 3) -> float:
     """Median milliseconds of ``call(x)`` (inference mode)."""
-    times = []
-    with torch.inference_mode():
-        for index in range(warmup + repeats):
-            start = time.perf_counter()
-            call(x)
-            if index >= warmup:
-                times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return statistics.median(measure_latency(call, x, warmup=warmup, repeats=repeats))
 
 
 class LatencyTable:
