@@ -22,6 +22,8 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 CRASH_ENV = "VERTEBRA_CRASH_AT"
 
 
@@ -106,7 +108,7 @@ def write_file(path: str | Path, write: Callable[[Path], None]) -> Path:
         raise
     except Exception as error:
         temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError) or type(error).__name__ == "SafetensorError":
+        if isinstance(error, (OSError, SafetensorError)):
             raise _fail(path, error) from None
         raise
     sync_folder(path.parent)
@@ -174,6 +176,11 @@ def read_json(path: str | Path, what: str = "file"):
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} ({what}) is damaged and cannot be read: {error}; it was not written "
                          f"by vertebra as it is now, so move it away") from None
+
+
+def differing(recorded: dict, current: dict) -> list[str]:
+    """The keys whose values differ between a recorded identity and the current one, sorted."""
+    return sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
 
 
 def check_output_folder(folder: str | Path, flag: str = "--out") -> Path:

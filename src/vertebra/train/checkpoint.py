@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ..durable import read_json, remove_unreferenced, sync_folder, write_json, write_tensors
+from ..durable import read_json, remove_unreferenced, write_json, write_tensors
 from ..weights import load_weights, save_weights
 
 MANIFEST = "checkpoint.json"
@@ -49,16 +49,25 @@ def join_optimizer(tensors: dict[str, torch.Tensor], saved: dict) -> dict:
     return {"state": state, "param_groups": saved["param_groups"]}
 
 
+def random_state_json(state: tuple) -> list:
+    """A ``random.getstate()`` as JSON, and back (``random_state_tuple``)."""
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def random_state_tuple(saved: list) -> tuple:
+    version, internal, gauss = saved
+    return version, tuple(internal), gauss
+
+
 def python_rng_state() -> dict:
-    version, internal, gauss = random.getstate()
     numpy_state = np.random.get_state()
-    return {"rng_python": [version, list(internal), gauss],
+    return {"rng_python": random_state_json(random.getstate()),
             "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]]}
 
 
 def restore_python_rng(record: dict) -> None:
-    version, internal, gauss = record["rng_python"]
-    random.setstate((version, tuple(internal), gauss))
+    random.setstate(random_state_tuple(record["rng_python"]))
     kind, keys, *rest = record["rng_numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
 
@@ -88,8 +97,8 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, progress: dict, i
 
 
 def tidy(folder: Path, manifest: dict) -> None:
-    """Delete the checkpoint files ``manifest`` does not name (once it is durable), and crash leftovers."""
-    sync_folder(folder)
+    """Delete the checkpoint files ``manifest`` does not name, and crash leftovers; only once the
+    manifest is durable (its write synced the folder)."""
     best = (manifest.get("best") or {}).get("weights", "")
     remove_unreferenced(folder, CHECKPOINT_FILES, {manifest["weights"], manifest["state"], best})
 

@@ -98,6 +98,11 @@ def digits() -> DataSplits:
                       DIGITS_SIZE, {"source": "digits", "images": len(labels)})
 
 
+def class_names(root: Path) -> list[str]:
+    """An image folder's classes: its sorted sub-folder names (hidden ones left out)."""
+    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 class ImageFolder(Dataset):
     """``root/<class>/<image>``; classes are the sorted sub-folder names."""
 
@@ -105,7 +110,7 @@ class ImageFolder(Dataset):
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"data folder not found: {root}")
-        found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        found = class_names(root)
         if classes is not None and found != classes:
             raise ValueError(f"{root} has classes {found}, expected the training classes {classes}")
         self.root, self.classes = root, found

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..hardware import cpu_supports_bf16
 from ..registry import create_model, model_info
-from ..durable import FolderLock, check_output_folder, holds_work, read_json, write_json
+from ..durable import FolderLock, check_output_folder, differing, holds_work, read_json, sync_folder, write_json
 from .checkpoint import RUN, load_best, load_checkpoint, read_manifest, save_checkpoint, tidy
 from .data import DataSplits, collate, load_data
 from .distributed import World, close_world, init_world
@@ -105,15 +105,18 @@ def run_identity(config: TrainConfig, data: DataSplits, world: World) -> dict:
     """What defines a run: a resume with any of this different would not continue the same run."""
     left_out = ("out", "resume", "data", "val", *RESUMABLE_CHANGES)  # the data is fingerprinted instead
     settings = {k: v for k, v in _jsonable(config).items() if k not in left_out}
-    small = config.small_input if config.small_input is not None else data.input_size <= 64
-    return {**settings, "small_input": small, "input_size": data.input_size, "data": data.fingerprint,
+    return {**settings, "small_input": _small_input(config, data), "input_size": data.input_size, "data": data.fingerprint,
             "processes": world.size}
 
 
+def _small_input(config: TrainConfig, data: DataSplits) -> bool:
+    """The 32x32 stem: as asked, else for inputs of 64 pixels or less."""
+    return config.small_input if config.small_input is not None else data.input_size <= 64
+
+
 def build_model(config: TrainConfig, data: DataSplits) -> nn.Module:
-    small = config.small_input if config.small_input is not None else data.input_size <= 64
-    model = create_model(config.model, num_classes=len(data.classes), in_chans=data.in_chans, small_input=small,
-                         **config.model_kwargs)
+    model = create_model(config.model, num_classes=len(data.classes), in_chans=data.in_chans,
+                         small_input=_small_input(config, data), **config.model_kwargs)
     if config.bn_eps is not None:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -233,7 +236,8 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
         train_seconds += time.perf_counter() - epoch_start
         images_seen += stats["images"]
         val = evaluate(model, data.val, channels_last=config.channels_last)
-        _report_unreadable(console, world, val["unreadable"])
+        if world.is_main:  # every process validates on the whole split
+            _report_unreadable(console, val["unreadable"])
         history.append({"epoch": epoch, "train_loss": stats["loss"], "train_accuracy": stats["accuracy"],
                         "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": scheduler.get_last_lr()[0],
                         "images_per_s": stats["images_per_s"], "skipped_images": stats["skipped"],
@@ -261,6 +265,7 @@ def _prepare_output(config, world, console, identity, model, optimizer, schedule
         raise ValueError(f"{folder} has finished epoch {manifest['epoch']}, past --epochs {config.epochs}")
     manifest = load_checkpoint(folder, model, optimizer, scheduler)
     if world.is_main:
+        sync_folder(folder)  # the manifest durable before anything it does not name goes
         tidy(folder, manifest)  # what a kill after the last commit left behind
         console.print(f"resuming {folder} after epoch {manifest['epoch']} of {config.epochs}")
     return manifest
@@ -281,11 +286,11 @@ def _check_identity(config: TrainConfig, console: Console, identity: dict) -> No
         write_json(run_file, {"identity": identity})
         return
     recorded = read_json(run_file, "the run's identity")["identity"]
-    differing = [f"{key}: the run has {recorded.get(key)!r}, this command {identity.get(key)!r}"
-                 for key in sorted(set(recorded) | set(identity)) if recorded.get(key) != identity.get(key)]
-    if differing:
+    changes = [f"{key}: the run has {recorded.get(key)!r}, this command {identity.get(key)!r}"
+               for key in differing(recorded, identity)]
+    if changes:
         raise ValueError(f"{folder} holds another run; --resume continues only the same one "
-                         f"(only --{', --'.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(differing))
+                         f"(only --{', --'.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(changes))
 
 
 def _train_epoch(model, loader, optimizer, scheduler, criterion, config, world, console, epoch) -> dict:
@@ -301,8 +306,7 @@ def _train_epoch(model, loader, optimizer, scheduler, criterion, config, world, 
         task = bar.add_task("train", total=len(loader), epoch=epoch, epochs=config.epochs, loss=0.0, acc=0.0, ips=0.0)
         for images, labels, bad in loader:
             totals[3] += len(bad)
-            for item in bad:
-                console.print(f"[yellow]skipped unreadable image {item.path}: {item.reason}")
+            _report_unreadable(console, bad)
             if images is None:
                 continue
             images, labels = images.to(world.device), labels.to(world.device)
@@ -328,10 +332,9 @@ def _train_epoch(model, loader, optimizer, scheduler, criterion, config, world, 
             "images_per_s": images / max(seconds, 1e-9), "skipped": int(skipped)}
 
 
-def _report_unreadable(console: Console, world: World, bad: list) -> None:
-    if world.is_main:
-        for item in bad:
-            console.print(f"[yellow]skipped unreadable image {item.path}: {item.reason}")
+def _report_unreadable(console: Console, bad: list) -> None:
+    for item in bad:
+        console.print(f"[yellow]skipped unreadable image {item.path}: {item.reason}")
 
 
 def _end_epoch(config, console, model, optimizer, scheduler, history, best, data, previous) -> dict:

@@ -7,9 +7,9 @@ target no child can meet is refused.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from ...registry import create_model
+from ...train.data import class_names
 from ..latency import LatencyTable
 from .space import SearchSpace
 from .trial import TrialSettings
@@ -19,10 +19,7 @@ class ChildLatency:
     def __init__(self, table: LatencyTable, trial: TrialSettings):
         self.table, self.trial = table, trial
         self.input_size = trial.input_size or 32
-        if trial.data == "digits":
-            self.classes = 10
-        else:
-            self.classes = sum(1 for p in Path(trial.data).iterdir() if p.is_dir() and not p.name.startswith("."))
+        self.classes = 10 if trial.data == "digits" else len(class_names(trial.data))
 
     def model(self, genotype: dict):
         return create_model("nas_child", genotype=genotype, num_classes=self.classes,

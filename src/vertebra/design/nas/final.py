@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ...durable import FolderLock, check_output_folder, read_json, write_json
+from ...durable import FolderLock, check_output_folder, differing, read_json, write_json
 from ...weights import save_weights
 from .executors import make_executor
 from .journal import Journal
@@ -65,8 +65,8 @@ def grid_search(genotype: dict, grid: Grid, settings: TrialSettings, out: Path, 
     if (out / "grid.json").exists():
         recorded = read_json(out / "grid.json", "the grid's identity")
         if recorded != identity:
-            differing = ", ".join(k for k in identity if recorded.get(k) != identity[k])
-            raise ValueError(f"{out} holds a grid search of other settings (differing: {differing}); "
+            changes = ", ".join(differing(recorded, identity))
+            raise ValueError(f"{out} holds a grid search of other settings (differing: {changes}); "
                              f"move it away to search this grid")
     else:
         write_json(out / "grid.json", identity)

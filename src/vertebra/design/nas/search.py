@@ -23,8 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
     TimeRemainingColumn
 from safetensors.torch import load_file
 
-from ...durable import (FolderLock, check_output_folder, holds_work, is_scratch, read_json, remove_unreferenced,
-                        write_json, write_tensors)
+from ...durable import (FolderLock, check_output_folder, differing, holds_work, is_scratch, read_json,
+                        remove_unreferenced, write_json, write_tensors)
 from .controller import ControllerSettings
 from .executors import EXECUTORS, make_executor
 from .journal import Journal
@@ -161,6 +161,7 @@ class Search:
         self.next_trial, self.pending, self.updates, self.version = 0, [], [], 0
         self.proposed: dict[int, Proposal] = {}
         self.finished: dict[int, dict] = {}  # trial -> raw record, in journal order
+        self.best_reward = 0.0
 
     # --- state: one manifest naming a versioned tensor file -----------------------------------------
     def save(self) -> None:
@@ -175,11 +176,9 @@ class Search:
 
     def load(self) -> None:
         state = read_json(self.config.out / "state.json", "the search's state")
-        if state.get("identity") != _identity(self.config):
-            theirs = state.get("identity") or {}
-            mine = _identity(self.config)
-            differing = ", ".join(k for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k))
-            raise ValueError(f"{self.config.out} holds a different search (differing: {differing}); "
+        changes = differing(state.get("identity") or {}, _identity(self.config))
+        if changes:
+            raise ValueError(f"{self.config.out} holds a different search (differing: {', '.join(changes)}); "
                              f"resume it with the same settings")
         tensors = load_file(self.config.out / state["strategy_file"])
         self.strategy.load_state(tensors, state["strategy"])
@@ -239,6 +238,7 @@ class Search:
         self.proposals_log.trim()
         self.proposed = {p["trial"]: Proposal(**p) for p in self.proposals_log.read()}
         self.finished = {r["trial"]: r for r in self.journal.read()}
+        self.best_reward = max(map(self.config.objective, self.finished.values()), default=0.0)
         counted = set(range(self.next_trial)) - set(self.pending)
         return sorted(t for t in counted if t not in self.finished)
 
@@ -272,6 +272,7 @@ class Search:
                         record["latency_ms"] = self.latency(record["genotype"])
                     self.journal.append(record)
                     self.finished[record["trial"]] = record
+                    self.best_reward = max(self.best_reward, config.objective(record))
                     self.show(bar, task)
         finally:
             executor.close()
@@ -287,8 +288,7 @@ class Search:
 
     def show(self, bar: Progress, task) -> None:
         last = self.updates[-1]["mean_reward"] if self.updates else 0.0
-        best = max((self.config.objective(r) for r in self.finished.values()), default=0.0)
-        bar.update(task, completed=len(self.finished), best=best, last=last)
+        bar.update(task, completed=len(self.finished), best=self.best_reward, last=last)
 
 
 def search(config: SearchConfig, console: Console | None = None) -> SearchResult:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ...train.checkpoint import join_optimizer, split_optimizer
+from ...train.checkpoint import join_optimizer, random_state_json, random_state_tuple, split_optimizer
 from .controller import Controller, ControllerSettings
 from .space import Choice, SearchSpace
 
@@ -119,12 +119,10 @@ class RandomStrategy:
         return {}
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        version, internal, gauss = self.rng.getstate()
-        return {}, {"rng": [version, list(internal), gauss]}
+        return {}, {"rng": random_state_json(self.rng.getstate())}
 
     def load_state(self, tensors: dict[str, torch.Tensor], saved: dict) -> None:
-        version, internal, gauss = saved["rng"]
-        self.rng.setstate((version, tuple(internal), gauss))
+        self.rng.setstate(random_state_tuple(saved["rng"]))
 
 
 @dataclass(frozen=True)
@@ -221,13 +219,11 @@ class EvolutionStrategy:
         return {"population_best": max(m["reward"] for m in self.population)}
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        version, internal, gauss = self.rng.getstate()
-        return {}, {"rng": [version, list(internal), gauss], "population": self.population,
+        return {}, {"rng": random_state_json(self.rng.getstate()), "population": self.population,
                     "proposed": self.proposed}
 
     def load_state(self, tensors: dict[str, torch.Tensor], saved: dict) -> None:
-        version, internal, gauss = saved["rng"]
-        self.rng.setstate((version, tuple(internal), gauss))
+        self.rng.setstate(random_state_tuple(saved["rng"]))
         self.population, self.proposed = saved["population"], saved["proposed"]
 
 
