@@ -16,7 +16,7 @@ from rich.console import Console
 from safetensors.torch import load_file
 
 from vertebra import durable
-from vertebra.design.nas import EvolutionSettings, SearchConfig, TrialSettings, final_stage, search
+from vertebra.design.nas import EvolutionSettings, SearchConfig, SetSettings, TrialSettings, final_stage, search
 from vertebra.design.nas.final import Grid
 from vertebra.train import TrainConfig, train
 
@@ -96,17 +96,19 @@ def search_outcome(out):
     return sorted((r["trial"], json.dumps(r["genotype"])) for r in journal), state, strategy
 
 
-@pytest.mark.parametrize("strategy", ["rl", "random", "evolution"])
+@pytest.mark.parametrize("strategy", ["rl", "random", "evolution", "set"])
 def test_search_crashed_at_every_operation_resumes_to_the_uninterrupted_result(tmp_path, instant_trials, strategy):
+    budget = 3 if strategy == "set" else 4  # a set of two: both, then the better one at twice the epochs
+
     def run(out, resume):
-        return search(SearchConfig(strategy, space="mnas_blocks", trials=4, children_per_update=2, workers=2,
+        return search(SearchConfig(strategy, space="mnas_blocks", trials=budget, children_per_update=2, workers=2,
                                    executor="inline", out=out, resume=resume, seed=5,
-                                   evolution=EvolutionSettings(population=2, sample=2)), QUIET)
+                                   evolution=EvolutionSettings(population=2, sample=2), set=SetSettings(2)), QUIET)
 
     _, operations = run_to_the_end(run, tmp_path / "whole")
     assert any(o.startswith("append journal") for o in operations)
     trials, state, strategy_state = search_outcome(tmp_path / "whole")
-    assert [t for t, _ in trials] == list(range(4)) and state["pending"] == []
+    assert [t for t, _ in trials] == list(range(budget)) and state["pending"] == []
     for n in range(1, len(operations) + 1):
         crash_then_resume(run, tmp_path / f"crash{n:02d}", n)
         where = f"crash at {operations[n - 1]} (operation {n})"

@@ -229,24 +229,27 @@ def cmd_gates(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    """Neural architecture search over a space: an RL controller (Zoph & Le), random search, or
-    regularized evolution (Real et al.)."""
-    from .design.nas import (DepthSchedule, EvolutionSettings, SearchConfig, TrialSettings, final_stage, get_space,
-                             search)
+    """Neural architecture search over a space: an RL controller (Zoph & Le), random search,
+    regularized evolution (Real et al.), or successive halving over a set of candidates."""
+    from .design.nas import (DepthSchedule, EvolutionSettings, SearchConfig, SetSettings, TrialSettings, final_stage,
+                             get_space, search)
 
+    space, space_settings = _space(args)
     trial = TrialSettings(epochs=args.epochs, data=args.data, limit=args.limit, input_pool=args.input_pool)
     schedule = None
     if args.start_depth or args.depth_step or args.depth_interval or args.depth_final:
-        default = DepthSchedule.for_budget(args.trials)
+        default = DepthSchedule.for_budget(args.trials or 64)
         schedule = DepthSchedule(args.start_depth or default.start, args.depth_step or default.step,
                                  args.depth_interval or default.interval, args.depth_final or default.final)
-    config = SearchConfig(args.strategy, space=args.space, trials=args.trials, workers=args.workers,
+    config = SearchConfig(args.strategy, space=space, space_settings=space_settings, trials=args.trials,
+                          workers=args.workers,
                           children_per_update=args.children_per_update or max(args.workers, 4),
                           executor=args.executor, ray_address=args.ray_address, out=Path(args.out),
                           resume=args.resume, seed=args.seed, schedule=schedule, trial=trial,
                           evolution=EvolutionSettings(args.population, args.sample, args.crossover),
-                          objective=_objective(args, trial), latency_table=args.latency_table,
-                          remeasure=args.remeasure)
+                          set=SetSettings(args.set_size), objective=_objective(args, trial),
+                          latency_table=args.latency_table, remeasure=args.remeasure,
+                          references=tuple(args.references) if args.references is not None else None)
     result = search(config, console)
     best = result.best
     rewards = [r["reward"] for r in result.records]
@@ -255,7 +258,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                   f"{best['reward']:.4f} (validation accuracy {best['val_accuracy']:.2%}, trial {best['trial']}); "
                   f"mean reward of the first quarter {sum(rewards[:quarter]) / quarter:.4f}, last quarter "
                   f"{sum(rewards[-quarter:]) / quarter:.4f}[/bold]")
-    console.print(get_space(args.space).describe(best["genotype"]))
+    console.print(get_space(space, **space_settings).describe(best["genotype"]))
     console.print(f"journal {result.out / 'journal.jsonl'}, plot {result.out / 'rewards.png'}, "
                   f"best genotype {result.out / 'best_genotype.json'}")
     if args.final:
@@ -267,6 +270,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         console.print(f"[bold]final: {final.best_point}, validation {final.val_accuracy:.2%}, test "
                       f"{final.test_accuracy:.2%}; weights {final.weights}, genotype {final.genotype}[/bold]")
     return 0
+
+
+def _space(args: argparse.Namespace) -> tuple[str, dict]:
+    """--candidates picks models by name: the models space (the default space when they are given)."""
+    if args.candidates is None:
+        return args.space or "nas_cnn", {}
+    if args.space not in (None, "models"):
+        raise ValueError(f"--candidates names models, so they search the models space, not --space {args.space}")
+    return "models", {"candidates": tuple(args.candidates)}
 
 
 def _objective(args: argparse.Namespace, trial):
@@ -292,13 +304,12 @@ def _objective(args: argparse.Namespace, trial):
 
 
 def _measured_target(name: str, cost: str, trial, args: argparse.Namespace) -> float:
-    from .analysis import count_macs
     from .design.latency import LatencyTable
-    from .design.nas.costs import reference_latency
+    from .design.nas.costs import child_macs, reference_latency
 
     model_info(name)  # an unknown name fails here
     if cost == "macs":
-        return float(count_macs(create_model(name, num_classes=10, small_input=True), trial.input_size or 32))
+        return child_macs({"space": "models", "model": name}, trial)
     table = LatencyTable(args.latency_table or Path(args.out) / "latency_table.json", threads=trial.threads,
                          remeasure=args.remeasure)
     target = reference_latency(name, table, trial)
@@ -454,8 +465,15 @@ def build_parser() -> argparse.ArgumentParser:
     gates.set_defaults(run=cmd_gates)
     nas = commands.add_parser("search", help="neural architecture search: " + ", ".join(STRATEGIES))
     nas.add_argument("strategy", choices=tuple(STRATEGIES))
-    nas.add_argument("--space", choices=tuple(SPACES), default="nas_cnn")
-    nas.add_argument("--trials", type=_positive, default=64, help="children to train (default 64)")
+    nas.add_argument("--space", choices=tuple(SPACES), help="what is searched (default nas_cnn; models with "
+                     "--candidates)")
+    nas.add_argument("--trials", type=_positive, help="children to train (default 64; a set search trains what "
+                     "its rounds need)")
+    nas.add_argument("--candidates", nargs="+", metavar="PATTERN", help="the models space's members: registered "
+                     "model names or patterns, e.g. 'mobilenet_v2_*' 'mnasnet*' (default with --space models: the "
+                     "mobilenet_v2, mnasnet, shufflenet_v2 and mobilenet_v3 families)")
+    nas.add_argument("--set-size", type=_positive, help="set: N candidates, sampled from the space (default: every "
+                     "model of the models space, else 16); each round keeps the better half at twice the epochs")
     nas.add_argument("--workers", type=_positive, default=2, help="children trained at once, one core each")
     nas.add_argument("--children-per-update", type=_positive,
                      help="the paper's m: children per controller update (default: max(workers, 4))")
@@ -466,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     nas.add_argument("--resume", action="store_true", help="continue the search in --out (every setting the "
                      "same; finished children are never trained again)")
     nas.add_argument("--seed", type=int, default=0)
-    nas.add_argument("--epochs", type=_positive, default=2, help="training epochs per child")
+    nas.add_argument("--epochs", type=_positive, default=2, help="training epochs per child (a set search's "
+                     "first round; each later round doubles them)")
     nas.add_argument("--data", default="digits", help="'digits' (embedded) or an image folder")
     nas.add_argument("--limit", type=_positive, help="train each child on only N images (a quick check)")
     nas.add_argument("--input-pool", type=_positive, help="average-pool the input by this factor first "
@@ -495,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: OUT/latency_table.json)")
     nas.add_argument("--remeasure", action="store_true", help="time every block again when the table was "
                      "measured on another machine")
+    nas.add_argument("--references", nargs="*", metavar="MODEL", help="mnas: hand-designed models trained like "
+                     "the children and drawn beside the Pareto front (default: up to 4 mobile models within a "
+                     "factor of two of the target; none for the models space; give none to skip)")
     nas.add_argument("--final", action="store_true", help="then grid-search the best child's training "
                      "settings (--grid) and train it fully (weights + genotype in OUT/final)")
     nas.add_argument("--final-epochs", type=_positive, default=30)

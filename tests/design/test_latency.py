@@ -56,8 +56,11 @@ def test_mnas_reward_soft_and_hard_and_the_front():
 
 
 def fake_trial(spec):
-    layers = sum(stage["layers"] for stage in spec["genotype"]["stages"])
-    return {"trial": spec["trial"], "genotype": spec["genotype"], "history": [0.5 + layers / 100], "macs": layers}
+    """Instant: a child's accuracy grows with its layers; a reference model's with its name's length."""
+    genotype = spec["genotype"]
+    layers = sum(stage["layers"] for stage in genotype["stages"]) if "stages" in genotype else len(genotype["model"])
+    return {"trial": spec["trial"], "genotype": genotype, "history": [0.5 + layers / 100], "macs": layers,
+            "epochs": spec["epochs"]}
 
 
 def test_a_latency_aware_search_scores_with_the_table_and_draws_the_front(tmp_path, monkeypatch):
@@ -71,7 +74,11 @@ def test_a_latency_aware_search_scores_with_the_table_and_draws_the_front(tmp_pa
     with pytest.raises(ValueError, match="no child of mnas_blocks meets the target of 0.000 ms"):
         search(config(tmp_path / "impossible", 1e-6), Console(quiet=True))
     assert not (tmp_path / "impossible" / "journal.jsonl").exists()  # refused before training anything
-    result = search(config(tmp_path / "run", 50.0), Console(quiet=True))
+    result = search(config(tmp_path / "run", 50.0, references=("mobilenet_v2_035", "mnasnet0_5")),
+                    Console(quiet=True))
+    assert [r["genotype"]["model"] for r in result.references] == ["mobilenet_v2_035", "mnasnet0_5"]
+    assert all(r["latency_ms"] > 0 and r["val_accuracy"] > 0.5 for r in result.references)
+    assert len((tmp_path / "run" / "references" / "journal.jsonl").read_text().splitlines()) == 2
     for record in result.records:
         assert record["latency_ms"] > 0
         assert record["reward"] == pytest.approx(MnasObjective(50.0)(record))
@@ -79,6 +86,9 @@ def test_a_latency_aware_search_scores_with_the_table_and_draws_the_front(tmp_pa
     assert front and all({"genotype", "latency_ms", "val_accuracy"} <= set(f) for f in front)
     assert [f["trial"] for f in front] == [r["trial"] for r in pareto_front(result.records, "latency_ms")]
     assert (tmp_path / "run" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    again = search(config(tmp_path / "run", 50.0, references=("mobilenet_v2_035", "mnasnet0_5"), resume=True),
+                   Console(quiet=True))
+    assert again.references == result.references  # read back from their journal, not trained again
     assert not (tmp_path / "accuracy").exists()
     search(SearchConfig("random", space="mnas_blocks", trials=2, executor="inline", out=tmp_path / "accuracy",
                         objective=AccuracyObjective()), Console(quiet=True))
@@ -95,3 +105,25 @@ def test_the_command_line_needs_one_target(tmp_path, capsys):
     assert main(["search", "rl", "--objective", "mnas", "--space", "nas_cnn", "--target-ms", "3", "--trials", "2",
                  "--out", str(tmp_path / "c")]) == 2
     assert "needs a space whose blocks can be timed one by one" in capsys.readouterr().err
+
+
+def test_reference_models_are_the_nearest_in_cost_and_train_beside_a_macs_search(tmp_path, monkeypatch):
+    from vertebra.design.nas.costs import child_macs
+    from vertebra.design.nas.references import genotype, nearest
+
+    costs = {"a": 1.0, "b": 1.9, "c": 2.1, "d": 4.5, "e": 0.9}
+    assert nearest(costs, 2.0, count=3) == ["c", "b", "a"] and nearest(costs, 100.0) == []
+    monkeypatch.setattr("vertebra.design.nas.trial.run_trial", fake_trial)
+    few = ["mobilenet_v2_035", "mobilenet_v2_050", "mobilenet_v2_075", "mobilenet_v2_140", "mnasnet0_5"]
+    monkeypatch.setattr("vertebra.design.nas.references.candidates", lambda: few)  # fewer models to count
+    target = child_macs(genotype("mobilenet_v2_050"), TrialSettings())
+    result = search(SearchConfig("random", space="mnas_blocks", space_settings=SMALL, trials=2, executor="inline",
+                                 out=tmp_path / "macs", objective=MnasObjective(target, cost="macs")),
+                    Console(quiet=True))
+    names = [r["genotype"]["model"] for r in result.references]
+    assert names[0] == "mobilenet_v2_050" and "mobilenet_v2_140" not in names and 1 <= len(names) <= 4
+    assert all(target / 2 <= child_macs(genotype(n), TrialSettings()) <= 2 * target for n in names)
+    models = search(SearchConfig("random", space="models", space_settings={"candidates": ("mobilenet_v2_035",)},
+                                 trials=1, executor="inline", out=tmp_path / "models",
+                                 objective=MnasObjective(target, cost="macs")), Console(quiet=True))
+    assert models.references == []  # the set's members are the hand-designed models

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from vertebra.design.nas import (Anchor, Choice, Controller, ControllerSettings, DepthSchedule, EvolutionSettings,
-                                 EvolutionStrategy, Journal, RandomStrategy, ReinforceStrategy, get_space)
+                                 EvolutionStrategy, Journal, RandomStrategy, ReinforceStrategy, SetSettings,
+                                 SuccessiveHalvingStrategy, get_space)
 
 
 def records(*rewards):
@@ -97,7 +98,8 @@ def test_the_controller_learns_a_toy_reward():
 
 
 @pytest.mark.parametrize("make", [lambda s: ReinforceStrategy(s, seed=5), lambda s: RandomStrategy(s, seed=5),
-                                  lambda s: EvolutionStrategy(s, seed=5, settings=EvolutionSettings(2, 2))])
+                                  lambda s: EvolutionStrategy(s, seed=5, settings=EvolutionSettings(2, 2)),
+                                  lambda s: SuccessiveHalvingStrategy(s, seed=5, settings=SetSettings(size=6))])
 def test_strategy_state_round_trip_gives_the_same_future(space, make):
     strategy = make(space)
     strategy.update(strategy.propose(0, 2, 3), records(0.3, 0.6))
@@ -130,7 +132,7 @@ def test_bad_settings_are_clear_errors(tmp_path):
     from vertebra.design.nas import SearchConfig, search
     from vertebra.design.nas.strategies import make_strategy
 
-    with pytest.raises(ValueError, match="unknown strategy 'annealing'; the strategies are rl, random, evolution"):
+    with pytest.raises(ValueError, match="unknown strategy 'annealing'; the strategies are rl, random, evolution, set"):
         make_strategy("annealing", get_space("nas_cnn"), 0)
     with pytest.raises(ValueError, match="trials must be a positive integer, got 0"):
         search(SearchConfig("rl", trials=0, out=tmp_path / "a"))
@@ -217,3 +219,42 @@ def test_evolution_settings_and_budget_are_checked(tmp_path):
     with pytest.raises(ValueError, match="a population of 20 needs more than 8 trials"):
         search(SearchConfig("evolution", trials=8, out=tmp_path / "e"))
     assert not (tmp_path / "e").exists()
+
+
+def test_successive_halving_keeps_the_better_half_at_twice_the_epochs(space):
+    strategy = SuccessiveHalvingStrategy(space, seed=3, settings=SetSettings(size=5))
+    assert strategy.rounds(5) == [5, 3, 2, 1] and SuccessiveHalvingStrategy.trials_needed(SetSettings(5), space) == 11
+    first = strategy.propose(0, strategy.batch_size(), 3)
+    genotypes = [p.genotype for p in first]
+    assert len(first) == 5 and all(p.epochs_factor == 1 for p in first)
+    assert all(a != b for i, a in enumerate(genotypes) for b in genotypes[i + 1:])  # distinct candidates
+    assert strategy.update(first, records(0.2, 0.9, 0.5, 0.9, 0.1)) == {"round": 0, "kept": [1, 2, 3]}
+    second = strategy.propose(5, strategy.batch_size(), 3)
+    assert [p.genotype for p in second] == [genotypes[1], genotypes[2], genotypes[3]]
+    assert all(p.epochs_factor == 2 for p in second)
+    strategy.update(second, records(0.5, 0.7, 0.6))  # the longer training decides, not the first round
+    third = strategy.propose(8, strategy.batch_size(), 3)
+    assert [p.genotype for p in third] == [genotypes[2], genotypes[3]] and third[0].epochs_factor == 4
+    strategy.update(third, records(0.8, 0.8))  # a tie: the candidate listed first stays
+    last = strategy.propose(10, strategy.batch_size(), 3)
+    assert [(p.genotype, p.epochs_factor) for p in last] == [(genotypes[2], 8)]
+    strategy.update(last, records(0.9))
+    assert strategy.batch_size() == 0  # one candidate left, trained longest: the search is over
+
+
+def test_set_search_over_models_and_its_budget(tmp_path):
+    from vertebra.design.nas import SearchConfig, search
+
+    models = get_space("models", candidates=("mobilenet_v2_0[35]*", "mnasnet0_5"))
+    strategy = SuccessiveHalvingStrategy(models, seed=0)
+    assert [p.genotype["model"] for p in strategy.propose(0, strategy.batch_size(), None)] == \
+        ["mobilenet_v2_035", "mobilenet_v2_050", "mnasnet0_5"]  # every member, in order
+    assert SuccessiveHalvingStrategy.trials_needed(SetSettings(), models) == 6
+    with pytest.raises(ValueError, match="a set of 4 candidates cannot be drawn from the 3 models"):
+        SuccessiveHalvingStrategy.trials_needed(SetSettings(4), models)
+    with pytest.raises(ValueError, match="at least 2 candidates"):
+        SetSettings(1)
+    with pytest.raises(ValueError, match="trains 6 children in all; --trials 8 differs"):
+        search(SearchConfig("set", space="models", space_settings={"candidates": ("mobilenet_v2_0[35]*", "mnasnet0_5")},
+                            trials=8, out=tmp_path / "s"))
+    assert not (tmp_path / "s").exists()

@@ -160,7 +160,7 @@ def test_values_rejects_genotypes_outside_the_space():
 
 
 @pytest.mark.parametrize("name, settings, error, message", [
-    ("enas", {}, ValueError, "unknown search space 'enas'; the spaces are nas_cnn, mnas_blocks"),
+    ("enas", {}, ValueError, "unknown search space 'enas'; the spaces are nas_cnn, mnas_blocks, models"),
     ("nas_cnn", {"kernels": (3,)}, TypeError, "nas_cnn has no setting.* kernels; it takes filter_heights"),
     ("nas_cnn", {"filter_heights": (3, 4)}, ValueError,
      r"filter_heights: 4 is not buildable; the options are \(1, 3, 5, 7\)"),
@@ -172,6 +172,9 @@ def test_values_rejects_genotypes_outside_the_space():
     ("mnas_blocks", {"blocks": ("mbconv", "fused")}, ValueError, "blocks: 'fused' is not buildable"),
     ("mnas_blocks", {"se": (0, 1)}, ValueError, r"se: 0 is not buildable; the options are \(False, True\)"),
     ("mnas_blocks", {"layers": (1, 2.5)}, ValueError, "layers must hold positive ints"),
+    ("models", {"candidates": ("mobilenet_v2_*", "resnet9000*")}, ValueError,
+     "candidate pattern 'resnet9000\\*' matches no registered model"),
+    ("models", {"candidates": "mobilenet_v2_*"}, ValueError, "a non-empty tuple of model name patterns"),
 ])
 def test_bad_spaces_and_settings_are_clear_errors(name, settings, error, message):
     with pytest.raises(error, match=message):
@@ -179,7 +182,7 @@ def test_bad_spaces_and_settings_are_clear_errors(name, settings, error, message
 
 
 def test_describe_and_spaces():
-    assert tuple(SPACES) == ("nas_cnn", "mnas_blocks")
+    assert tuple(SPACES) == ("nas_cnn", "mnas_blocks", "models")
     space = get_space("mnas_blocks")
     genotype = space.sample(random.Random(0))
     lines = space.describe(genotype).splitlines()
@@ -188,3 +191,21 @@ def test_describe_and_spaces():
     assert len(nas_cnn.describe(nas_cnn.sample(random.Random(0), 4)).splitlines()) == 6
     with pytest.raises(ValueError, match="not in the nas_cnn space"):
         get_space("nas_cnn").describe(genotype)
+
+
+def test_the_models_space_is_a_set_of_registered_models():
+    space = get_space("models", candidates=("shufflenet_v2_x0_5", "mobilenet_v2_0*", "mobilenet_v2_050"))
+    assert space.names == ("shufflenet_v2_x0_5", "mobilenet_v2_035", "mobilenet_v2_050", "mobilenet_v2_075")
+    assert [d.options for d in space.decisions()] == [space.names]
+    for genotype in space.members():
+        assert space.genotype(space.values(genotype)) == genotype
+    assert space.sample(random.Random(0)) in space.members()
+    assert space.describe({"space": "models", "model": "mobilenet_v2_050"}).startswith("mobilenet_v2_050: mobilenet_v2")
+    with pytest.raises(ValueError, match="not a member of this set"):
+        space.values({"space": "models", "model": "resnet50"})
+    name, kwargs = space.model_args(space.members()[0], input_pool=4)
+    assert (name, kwargs) == ("shufflenet_v2_x0_5", {})
+    assert get_space("models", candidates=("mobilenet_v2_050",)).decisions() == []  # one model: nothing to decide
+    space.check_input(32)
+    with pytest.raises(ValueError, match="mobilenet_v2_035 needs 16.*leave them out of --candidates"):
+        space.check_input(8)

@@ -144,3 +144,20 @@ def make_executor(name: str, workers: int, address: str | None = None):
     if address and name != "ray":
         raise ValueError("--ray-address needs --executor ray")
     return EXECUTORS[name](workers, address)
+
+
+def run_specs(specs: list[dict], journal, executor: str, workers: int, address: str | None = None) -> list[dict]:
+    """Train every spec on a new executor, each record appended to ``journal`` as it finishes (a
+    kill loses no finished trial); returns the records in finishing order."""
+    if not specs:
+        return []
+    runner, records = make_executor(executor, workers, address), []
+    try:
+        for spec in specs:
+            runner.submit(spec)
+        while runner.in_flight:
+            records.append(runner.wait())
+            journal.append(records[-1])
+    finally:
+        runner.close()
+    return records

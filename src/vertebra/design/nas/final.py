@@ -21,9 +21,10 @@ from rich.console import Console
 
 from ...durable import FolderLock, check_output_folder, differing, read_json, write_json
 from ...weights import save_weights
-from .executors import make_executor
+from .executors import run_specs
 from .journal import Journal
 from .objectives import AccuracyObjective, scored
+from .space import model_args
 from .trial import TrialSettings, trial_spec
 
 
@@ -75,17 +76,8 @@ def grid_search(genotype: dict, grid: Grid, settings: TrialSettings, out: Path, 
     finished = {r["trial"]: r for r in journal.read()}
     specs = [trial_spec(index, genotype, settings, out / f"{index:03d}", seed, **point)
              for index, point in enumerate(grid.points()) if index not in finished]
-    if specs:
-        runner = make_executor(executor, workers, ray_address)
-        try:
-            for spec in specs:
-                runner.submit(spec)
-            while runner.in_flight:
-                record = runner.wait()
-                journal.append(record)
-                finished[record["trial"]] = record
-        finally:
-            runner.close()
+    for record in run_specs(specs, journal, executor, workers, ray_address):
+        finished[record["trial"]] = record
     return [finished[i] for i in sorted(finished)]
 
 
@@ -94,15 +86,14 @@ def train_final(genotype: dict, point: dict, settings: TrialSettings, epochs: in
     """Train ``genotype`` with the grid's best point for ``epochs``; save weights and genotype."""
     from ...train.loop import TrainConfig, train
 
-    config = TrainConfig(model="nas_child", data=settings.data, val=settings.val, epochs=epochs,
+    model, model_kwargs = model_args(genotype, settings.input_pool)
+    config = TrainConfig(model=model, data=settings.data, val=settings.val, epochs=epochs,
                          optimizer=settings.optimizer, warmup_epochs=min(1.0, 0.1 * epochs), seed=seed,
                          out=out / "train", resume=(out / "train").exists(), input_size=settings.input_size,
-                         limit=settings.limit,
-                         model_kwargs={"genotype": genotype, "input_pool": settings.input_pool,
-                                       **settings.extra_model_kwargs}, **point)
+                         limit=settings.limit, model_kwargs={**model_kwargs, **settings.extra_model_kwargs}, **point)
     result = train(config, console=console)  # resumes only the same run (train's identity check)
     genotype_path = write_json(out / "genotype.json", genotype)
-    weights = save_weights(result.model, out / "nas_child.safetensors",
+    weights = save_weights(result.model, out / f"{model}.safetensors",
                            metadata={"val_accuracy": result.best_val_accuracy, "test_accuracy": result.test_accuracy,
                                      "grid_point": point, "epochs": epochs})
     return FinalResult([], point, result.test_accuracy, result.best_val_accuracy, weights, genotype_path)

@@ -34,8 +34,10 @@ def plot_rewards(records: list[dict], path: Path, title: str) -> Path:
     return path
 
 
-def plot_pareto(records: list[dict], front: list[dict], cost: str, target: float, path: Path, title: str) -> Path:
-    """Accuracy against cost for every trial, the Pareto front joined and highlighted, the target marked."""
+def plot_pareto(records: list[dict], front: list[dict], cost: str, target: float, path: Path, title: str,
+                references: list[dict] = ()) -> Path:
+    """Accuracy against cost for every trial, the Pareto front joined and highlighted, the target
+    marked, and the hand-designed reference models (trained likewise) as labelled points."""
     from ...durable import write_file
 
     unit = "predicted latency (ms, batch 1)" if cost == "latency_ms" else "multiply-adds"
@@ -45,6 +47,13 @@ def plot_pareto(records: list[dict], front: list[dict], cost: str, target: float
                label="child")
     ax.plot([r[cost] for r in front], [100 * r["val_accuracy"] for r in front], "o-", color="tab:red",
             label="Pareto front")
+    trained = [r for r in references if not r.get("error")]
+    if trained:
+        ax.scatter([r[cost] for r in trained], [100 * r["val_accuracy"] for r in trained], marker="s", s=40,
+                   color="black", label="hand-designed")
+        for r in trained:
+            ax.annotate(r["genotype"]["model"], (r[cost], 100 * r["val_accuracy"]), textcoords="offset points",
+                        xytext=(5, 4), fontsize=8)
     ax.axvline(target, color="gray", linestyle="--", label=f"target {target:.3g}")
     ax.set(xlabel=unit, ylabel="validation accuracy (%)", title=title)
     ax.grid(alpha=0.3)

@@ -13,6 +13,7 @@ and carries on.  A lock on the folder keeps a second search out of it.
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -30,7 +31,7 @@ from .executors import EXECUTORS, make_executor
 from .journal import Journal
 from .objectives import AccuracyObjective, MnasObjective, pareto_front, scored
 from .space import get_space
-from .strategies import STRATEGIES, EvolutionSettings, Proposal, make_strategy
+from .strategies import STRATEGIES, EvolutionSettings, Proposal, SetSettings, make_strategy
 from .trial import TrialSettings, trial_spec
 
 
@@ -56,9 +57,9 @@ class DepthSchedule:
 
 @dataclass
 class SearchConfig:
-    strategy: str  # a name in STRATEGIES: "rl", "random", "evolution"
+    strategy: str  # a name in STRATEGIES: "rl", "random", "evolution", "set"
     space: str = "nas_cnn"
-    trials: int = 64
+    trials: int | None = None  # default: 64, or what a set search's rounds need
     children_per_update: int = 4  # m, children per REINFORCE update (the paper: 8 per replica)
     workers: int = 2
     executor: str = "local"
@@ -71,10 +72,14 @@ class SearchConfig:
     space_settings: dict = field(default_factory=dict)
     controller: ControllerSettings = field(default_factory=ControllerSettings)  # rl
     evolution: EvolutionSettings = field(default_factory=EvolutionSettings)  # evolution
+    set: SetSettings = field(default_factory=SetSettings)  # set
     trial: TrialSettings = field(default_factory=TrialSettings)
     objective: AccuracyObjective | MnasObjective = field(default_factory=AccuracyObjective)
     latency_table: Path | None = None  # the latency objective's table (default: OUT/latency_table.json)
     remeasure: bool = False  # time every unit again where the table is from another machine
+    # hand-designed models trained beside a cost-aware search's front; None: up to 4 of the mobile
+    # families' members within a factor of two of the target (none for a search of the models space)
+    references: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -83,6 +88,7 @@ class SearchResult:
     records: list[dict]  # every finished trial, in trial order
     best: dict
     wall_s: float
+    references: list[dict] = field(default_factory=list)  # hand-designed models beside the front
 
 
 def _strategy_settings(config: SearchConfig):
@@ -99,24 +105,42 @@ def _jsonable_settings(config: SearchConfig) -> dict | None:
 def _identity(config: SearchConfig) -> dict:
     """What must match for --resume to continue a search rather than start another."""
     schedule = asdict(config.schedule) if config.schedule else None
-    return {"strategy": config.strategy, "space": config.space, "space_settings": config.space_settings,
+    return _as_saved({"strategy": config.strategy, "space": config.space, "space_settings": config.space_settings,
             "trials": config.trials, "children_per_update": config.children_per_update, "seed": config.seed,
             "schedule": schedule, "strategy_settings": _jsonable_settings(config), "trial": asdict(config.trial),
-            "objective": {"name": config.objective.name, **asdict(config.objective)}}
+            "objective": {"name": config.objective.name, **asdict(config.objective)}})
+
+
+def _as_saved(identity: dict) -> dict:
+    """As state.json gives it back (tuples become lists), so a resume compares like with like."""
+    return json.loads(json.dumps(identity))
+
+
+def _trials(config: SearchConfig, space) -> int:
+    """The budget: given, or what the strategy's plan needs (a set search's rounds)."""
+    needed = getattr(STRATEGIES[config.strategy], "trials_needed", None)
+    if needed is None:
+        return 64 if config.trials is None else config.trials
+    plan = needed(_strategy_settings(config), space)
+    if config.trials is not None and config.trials != plan:
+        raise ValueError(f"a {config.strategy} search of this set trains {plan} children in all; --trials "
+                         f"{config.trials} differs: leave --trials out")
+    return plan
 
 
 def check_config(config: SearchConfig) -> SearchConfig:
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {config.strategy!r}; the strategies are {', '.join(STRATEGIES)}")
+    space = get_space(config.space, **config.space_settings)  # unknown space or setting: an error now
+    config = replace(config, trials=_trials(config, space))
     for name in ("trials", "children_per_update", "workers"):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if config.strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {config.strategy!r}; the strategies are {', '.join(STRATEGIES)}")
     if config.executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {config.executor!r}")
     if config.ray_address and config.executor != "ray":
         raise ValueError("--ray-address needs --executor ray")
-    get_space(config.space, **config.space_settings)  # unknown space or setting: an error now
     check_budget = getattr(STRATEGIES[config.strategy], "check_budget", None)
     if check_budget:
         check_budget(_strategy_settings(config), config.trials)
@@ -126,6 +150,8 @@ def check_config(config: SearchConfig) -> SearchConfig:
     _check_folder(out, config.resume)
     schedule = config.schedule or DepthSchedule.for_budget(config.trials)
     trial = config.trial
+    if hasattr(space, "check_input"):
+        space.check_input(trial.input_size or 32)
     if trial.input_pool is None:
         trial = replace(trial, input_pool=4 if config.space == "nas_cnn" and trial.data == "digits" else 1)
     return SearchConfig(**{**config.__dict__, "out": out, "schedule": schedule, "trial": trial})
@@ -190,9 +216,9 @@ class Search:
         return self.config.schedule.depth(trial) if self.space.grows else None
 
     def spec(self, trial: int) -> dict:
-        proposal = self.proposed[trial]
-        return trial_spec(trial, proposal.genotype, self.config.trial, self.config.out / "trials" / f"{trial:05d}",
-                          self.config.seed * 100_003 + trial)
+        proposal, settings = self.proposed[trial], self.config.trial
+        return trial_spec(trial, proposal.genotype, settings, self.config.out / "trials" / f"{trial:05d}",
+                          self.config.seed * 100_003 + trial, epochs=settings.epochs * proposal.epochs_factor)
 
     def propose(self, count: int) -> None:
         new = self.strategy.propose(self.next_trial, count, self.depth(self.next_trial))
@@ -222,11 +248,16 @@ class Search:
             for trial in done:
                 self.learn([trial])
 
+    def batch_size(self) -> int:
+        """A synchronous strategy's next batch: its own where it plans one (a set search's round), else m."""
+        own = getattr(self.strategy, "batch_size", None)
+        return own() if own else self.config.children_per_update
+
     def refill(self) -> None:
         left = self.config.trials - self.next_trial
         if self.strategy.synchronous:
             if not self.pending and left:
-                self.propose(min(self.config.children_per_update, left))
+                self.propose(min(self.batch_size(), left))
         elif left and len(self.pending) < self.config.workers:
             self.propose(min(self.config.workers - len(self.pending), left))
 
@@ -301,7 +332,8 @@ def search(config: SearchConfig, console: Console | None = None) -> SearchResult
     check_output_folder(config.out)
     with FolderLock(config.out):
         config = replace(config, resume=_check_folder(config.out, config.resume))
-        result = Search(config, console, _latency_model(config, console)).run()
+        latency = _latency_model(config, console)
+        result = Search(config, console, latency).run()
         write_json(config.out / "best_genotype.json", result.best["genotype"])
         plot_rewards(result.records, config.out / "rewards.png",
                      f"{config.strategy} search of {config.space}, {len(result.records)} trials")
@@ -310,10 +342,34 @@ def search(config: SearchConfig, console: Console | None = None) -> SearchResult
             front = pareto_front(result.records, cost)
             write_json(config.out / "pareto.json", [{k: r[k] for k in ("trial", "val_accuracy", cost, "genotype")}
                                                     for r in front])
+            result.references = _references(config, latency, console)
             plot_pareto(result.records, front, cost, config.objective.target, config.out / "pareto.png",
                         f"{config.strategy} search of {config.space}: accuracy against "
-                        f"{'latency' if cost == 'latency_ms' else 'MACs'}")
+                        f"{'latency' if cost == 'latency_ms' else 'MACs'}", result.references)
     return result
+
+
+def _references(config: SearchConfig, latency, console: Console) -> list[dict]:
+    """The hand-designed models of similar cost, trained as the children were, scored likewise."""
+    from .costs import child_macs
+    from .references import candidates, genotype, nearest, train_references
+
+    names = config.references
+    if names is None:
+        if config.space == "models":
+            return []  # the set's members are themselves the hand-designed models
+        cost_of = latency or (lambda g: child_macs(g, config.trial))
+        names = nearest({name: cost_of(genotype(name)) for name in candidates()}, config.objective.target)
+    if not names:
+        return []
+    console.print(f"training the reference models beside the front: {', '.join(names)}")
+    records = train_references(list(names), config.trial, config.out / "references", config.seed,
+                               config.executor, config.workers, config.ray_address)
+    if latency:
+        for record in records:
+            record["latency_ms"] = latency(record["genotype"])
+        latency.table.save()  # the models' blocks, timed once: a resumed search predicts the same
+    return scored(records, config.objective)
 
 
 def _latency_model(config: SearchConfig, console: Console):

@@ -8,6 +8,8 @@ genotype=...)`` builds.
 - ``mnas_blocks``, MnasNet's factorized hierarchical space (Tan et al. 2019, arXiv:1807.11626,
   section 4.1): per stage of a fixed seven-stage skeleton, block type, kernel, expansion,
   squeeze-and-excitation and number of layers.
+- ``models``, the survey's constructed set: registered models picked by name patterns (the width
+  and depth variants of hand-designed families), one decision: which model.
 
 A setting with a single option is fixed, not decided: ``strides=(1,)`` drops the stride decision
 (the paper searched both with and without strides), ``skips=False`` drops the anchors.
@@ -170,6 +172,11 @@ class SearchSpace:
         self.values(genotype)  # in this space
         return describe_genotype(genotype)
 
+    @classmethod
+    def model_args(cls, genotype: dict, input_pool: int | None) -> tuple[str, dict]:
+        """The registered model, and its keywords, that ``genotype`` builds."""
+        return "nas_child", {"genotype": genotype, "input_pool": input_pool or 1}
+
 
 @register_space
 @dataclass(frozen=True)
@@ -258,6 +265,94 @@ class MnasBlocksSpace(SearchSpace):
                     yield {"space": self.name, "stages": [{**stage, "layers": layers}] * self.default_depth}, shortest
 
 
+# the hand-designed mobile families whose members a set search compares by default
+DEFAULT_CANDIDATES = ("mobilenet_v2_*", "mnasnet*", "shufflenet_v2_*", "mobilenet_v3_*")
+
+
+@register_space
+@dataclass(frozen=True)
+class ModelsSpace(SearchSpace):
+    """A constructed set of registered models, named by fnmatch patterns (``"mobilenet_v2_*"``): the
+    survey's third family searches such a set rather than building networks from decisions.  Each
+    member trains as registered, with the 32x32 stem on small inputs; its genotype is its name."""
+
+    candidates: tuple = DEFAULT_CANDIDATES
+
+    name: ClassVar[str] = "models"
+    grows: ClassVar[bool] = False
+    default_depth: ClassVar[int] = 1
+    unit: ClassVar[str] = "model"
+    units: ClassVar[str] = "models"
+
+    def __post_init__(self):
+        from ...registry import list_models
+
+        if isinstance(self.candidates, str) or not isinstance(self.candidates, (tuple, list)) or not self.candidates:
+            raise ValueError(f"candidates must be a non-empty tuple of model name patterns, got {self.candidates!r}")
+        names: list[str] = []
+        for pattern in self.candidates:
+            matched = [n for n in list_models(pattern) if n != "nas_child"]
+            if not matched:
+                raise ValueError(f"candidate pattern {pattern!r} matches no registered model (vertebra list)")
+            names += [n for n in matched if n not in names]
+        _normalize(self, candidates=tuple(self.candidates), names=tuple(names))
+
+    def check_depth(self, depth: int | None) -> int:
+        if depth is not None and depth != 1:
+            raise ValueError(f"the models space picks one model: depth 1, got depth={depth!r}")
+        return 1
+
+    def fields(self, index: int):
+        return (("model", self.names),)
+
+    def genotype(self, values: list, depth: int | None = None) -> dict:
+        self.check_depth(depth)
+        decisions = self.decisions()
+        if not isinstance(values, (list, tuple)) or len(values) != len(decisions):
+            raise ValueError(f"the models space takes {len(decisions)} value (a model name), got {values!r}")
+        model = self.check_value(decisions[0], values[0]) if decisions else self.names[0]
+        return {"space": self.name, "model": model}
+
+    def values(self, genotype) -> list:
+        if not isinstance(genotype, dict) or genotype.get("space") != self.name or \
+                genotype.get("model") not in self.names:
+            raise ValueError(f"{genotype!r} is not a member of this set ({', '.join(self.names)})")
+        return [genotype["model"]] if len(self.names) > 1 else []
+
+    def describe(self, genotype) -> str:
+        from ...registry import model_info
+
+        self.values(genotype)  # in this set
+        card = model_info(genotype["model"])
+        return f"{card.name}: {card.family} ({card.paper}, {card.year})"
+
+    def members(self) -> list[dict]:
+        return [{"space": self.name, "model": name} for name in self.names]
+
+    def check_input(self, input_size: int) -> None:
+        """Every member must take the trial's images (with the 32x32 stem where they are small)."""
+        import torch
+
+        from ...registry import create_model
+
+        with torch.device("meta"):
+            too_small = [(name, size) for name in self.names
+                         if (size := create_model(name, num_classes=10, small_input=input_size <= 64).min_input_size)
+                         > input_size]
+        if too_small:
+            named = ", ".join(f"{name} needs {size}" for name, size in too_small)
+            raise ValueError(f"the candidates must take {input_size}x{input_size} images: {named}; "
+                             f"leave them out of --candidates or raise the input size")
+
+    @classmethod
+    def model_args(cls, genotype: dict, input_pool: int | None) -> tuple[str, dict]:
+        return genotype["model"], {}
+
+
+def model_args(genotype: dict, input_pool: int | None = None) -> tuple[str, dict]:
+    """The registered model and keywords that build a genotype of any space."""
+    space = SPACES.get(genotype.get("space") if isinstance(genotype, dict) else None, SearchSpace)
+    return space.model_args(genotype, input_pool)
 
 
 def get_space(name: str, **settings) -> SearchSpace:

@@ -9,6 +9,7 @@ one class registered here with ``@register_strategy``.
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass
 
@@ -32,6 +33,7 @@ class Proposal:
     depth: int | None
     values: list
     genotype: dict
+    epochs_factor: int = 1  # the child trains for this multiple of the trial settings' epochs
 
 
 @register_strategy
@@ -225,6 +227,99 @@ class EvolutionStrategy:
     def load_state(self, tensors: dict[str, torch.Tensor], saved: dict) -> None:
         self.rng.setstate(random_state_tuple(saved["rng"]))
         self.population, self.proposed = saved["population"], saved["proposed"]
+
+
+@dataclass(frozen=True)
+class SetSettings:
+    size: int | None = None  # N candidates; None: every member of a finite space (models), else 16 samples
+
+    def __post_init__(self):
+        if self.size is not None and (type(self.size) is not int or self.size < 2):
+            raise ValueError(f"a set search needs a set of at least 2 candidates, got {self.size!r}")
+
+
+@register_strategy
+class SuccessiveHalvingStrategy:
+    """Set search: a constructed set of candidates (the models a ``models`` space names, or N distinct
+    samples of any space) narrowed by successive halving (Jamieson & Talwalkar 2016, arXiv:1502.07943;
+    Hyperband's inner loop): every candidate trains at the trial's epochs, the better half is trained
+    again from scratch at twice the epochs, and so on until one remains, trained longest.  A round is
+    one synchronous batch; a tie goes to the candidate listed first."""
+
+    name = "set"
+    synchronous = True
+    settings_field = "set"
+
+    @staticmethod
+    def set_size(settings: SetSettings, space: SearchSpace) -> int:
+        members = getattr(space, "members", None)
+        if members and settings.size and settings.size > len(members()):
+            raise ValueError(f"a set of {settings.size} candidates cannot be drawn from the {len(members())} "
+                             f"models the candidates name")
+        return settings.size or (len(members()) if members else 16)
+
+    @staticmethod
+    def rounds(size: int) -> list[int]:
+        """How many candidates each round trains: N, N/2 (rounded up), ..., 1."""
+        sizes = [size]
+        while sizes[-1] > 1:
+            sizes.append(math.ceil(sizes[-1] / 2))
+        return sizes
+
+    @classmethod
+    def trials_needed(cls, settings: SetSettings, space: SearchSpace) -> int:
+        return sum(cls.rounds(cls.set_size(settings, space)))
+
+    def __init__(self, space: SearchSpace, seed: int, settings: SetSettings | None = None):
+        self.space, self.settings = space, settings or SetSettings()
+        self.rng = random.Random(seed)
+        self.size = self.set_size(self.settings, space)
+        self.candidates: list[dict] = []  # drawn at the first proposal, which knows the depth
+        self.alive: list[int] = []  # indices of the candidates still in the race
+        self.round = 0
+
+    def draw(self, depth: int | None) -> list[dict]:
+        """N distinct candidates: the space's members in order where it lists them all, else samples."""
+        members = getattr(self.space, "members", None)
+        if members and self.settings.size is None:
+            return members()
+        drawn: list[dict] = []
+        for _ in range(100 * self.size):
+            genotype = self.space.sample(self.rng, depth)
+            if genotype not in drawn:
+                drawn.append(genotype)
+            if len(drawn) == self.size:
+                return drawn
+        raise ValueError(f"{self.space.name} gave only {len(drawn)} distinct candidates in {100 * self.size} "
+                         f"draws; ask for fewer than {self.size}")
+
+    def batch_size(self) -> int:
+        """This round's candidates (the whole set before the first)."""
+        return len(self.alive) if self.candidates else self.size
+
+    def propose(self, first_trial: int, count: int, depth: int | None) -> list[Proposal]:
+        if not self.candidates:
+            self.candidates = self.draw(depth)
+            self.alive = list(range(len(self.candidates)))
+        return [Proposal(trial, depth, self.space.values(self.candidates[index]), self.candidates[index],
+                         epochs_factor=2 ** self.round)
+                for trial, index in zip(range(first_trial, first_trial + count), self.alive)]
+
+    def update(self, proposals: list[Proposal], records: list[dict]) -> dict:
+        ranked = sorted(zip(proposals, records),
+                        key=lambda pair: (-pair[1]["reward"], self.candidates.index(pair[0].genotype)))
+        kept = sorted(self.candidates.index(p.genotype) for p, _ in ranked[:math.ceil(len(ranked) / 2)])
+        self.alive = kept if len(ranked) > 1 else []  # the last round's single candidate ends the search
+        self.round += 1
+        return {"round": self.round - 1, "kept": kept}
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {}, {"rng": random_state_json(self.rng.getstate()), "candidates": self.candidates,
+                    "alive": self.alive, "round": self.round}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], saved: dict) -> None:
+        self.rng.setstate(random_state_tuple(saved["rng"]))
+        self.candidates, self.alive, self.round = saved["candidates"], saved["alive"], saved["round"]
 
 
 def make_strategy(name: str, space: SearchSpace, seed: int, settings: ControllerSettings | None = None):

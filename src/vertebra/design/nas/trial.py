@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .space import model_args
 
 @dataclass(frozen=True)
 class TrialSettings:
@@ -37,7 +38,9 @@ class TrialSettings:
 
 def trial_spec(trial: int, genotype: dict, settings: TrialSettings, folder: Path, seed: int, **overrides) -> dict:
     """Everything a worker needs to run one trial, as JSON-able data."""
-    spec = {"trial": trial, "genotype": genotype, "folder": str(folder), "seed": seed, **settings.__dict__}
+    model, model_kwargs = model_args(genotype, settings.input_pool)
+    spec = {"trial": trial, "genotype": genotype, "model": model, "model_kwargs": model_kwargs,
+            "folder": str(folder), "seed": seed, **settings.__dict__}
     spec.update(overrides)
     return spec
 
@@ -54,8 +57,8 @@ def run_trial(spec: dict) -> dict:
     folder = Path(spec["folder"])
     if folder.exists():  # a trial interrupted by a kill starts again from scratch: same seed, same result
         shutil.rmtree(folder)
-    kwargs = {"genotype": spec["genotype"], "input_pool": spec["input_pool"], **spec["extra_model_kwargs"]}
-    config = TrainConfig(model="nas_child", data=spec["data"], val=spec["val"], epochs=spec["epochs"],
+    kwargs = {**spec["model_kwargs"], **spec["extra_model_kwargs"]}
+    config = TrainConfig(model=spec["model"], data=spec["data"], val=spec["val"], epochs=spec["epochs"],
                          batch_size=spec["batch_size"], lr=spec["lr"], optimizer=spec["optimizer"],
                          weight_decay=spec["weight_decay"], warmup_epochs=spec["warmup_epochs"],
                          seed=spec["seed"], out=folder, limit=spec["limit"], input_size=spec["input_size"],
