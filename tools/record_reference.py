@@ -1,9 +1,10 @@
-"""Record torchvision/timm reference outputs as test fixtures (DESIGN.md, "Reference parity").
+"""Record torchvision/timm/pretrainedmodels reference outputs as test fixtures (docs/design.md,
+"Reference parity").
 
 Run in a separate environment that has the reference libraries, never in vertebra's own:
 
     python3 -m venv /tmp/refenv
-    /tmp/refenv/bin/pip install torch==2.14.1 torchvision==0.29.1 timm
+    /tmp/refenv/bin/pip install torch==2.14.1 torchvision==0.29.1 timm pretrainedmodels six
     /tmp/refenv/bin/python tools/record_reference.py              # every model with a reference
     /tmp/refenv/bin/python tools/record_reference.py 'resnet*'    # fnmatch patterns
 
@@ -35,7 +36,7 @@ from vertebra.testing import manifest_of, synthetic_input, synthetic_state_dict 
 OUT = ROOT / "tests" / "fixtures" / "reference"
 SEED = 0
 BATCH = 2
-LIBRARIES = ("torchvision", "timm")
+LIBRARIES = ("torchvision", "timm", "pretrainedmodels")
 
 
 def build(card: vertebra.ModelCard, device: str = "cpu") -> torch.nn.Module:
@@ -45,6 +46,14 @@ def build(card: vertebra.ModelCard, device: str = "cpu") -> torch.nn.Module:
             import torchvision
 
             return torchvision.models.get_model(name, weights=None, **card.reference_kwargs)
+        if library == "pretrainedmodels":
+            import pretrainedmodels
+
+            model = pretrainedmodels.__dict__[name](pretrained=None, **card.reference_kwargs)
+            # the port pools a fixed 7x7 window, which is the global pool only at 224: adaptive, it is
+            # the same there and records at the other fixture size too
+            model.global_pool = torch.nn.AdaptiveAvgPool2d(1)
+            return model
         import timm
 
         return timm.create_model(name, pretrained=False, **card.reference_kwargs)
@@ -90,10 +99,9 @@ def record(name: str) -> None:
 
 
 def versions() -> dict:
-    import timm
-    import torchvision
+    from importlib.metadata import version
 
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__}
+    return {"torch": torch.__version__, **{library: version(library) for library in LIBRARIES}}
 
 
 def main() -> None:
@@ -104,7 +112,7 @@ def main() -> None:
     names = sorted({n for p in args.patterns for n in vertebra.list_models(p)
                     if vertebra.model_info(n).reference.split()[0] in LIBRARIES})
     if not names:
-        raise SystemExit(f"no registered model with a torchvision/timm reference matches {args.patterns}")
+        raise SystemExit(f"no registered model with a reference library's model matches {args.patterns}")
     for name in names:
         record(name)
 

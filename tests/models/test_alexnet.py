@@ -30,13 +30,20 @@ def test_grouped_conv2_keeps_the_towers_apart():
     assert torch.equal(a[:, :128], b[:, :128]) and not torch.equal(a[:, 128:], b[:, 128:])
 
 
-def test_response_normalisation_is_the_papers_formula():
-    """b = a / (k + alpha * sum over n=5 neighbouring maps of a^2)^beta, k=2, alpha=1e-4, beta=0.75."""
+def test_response_normalisation_is_the_papers_formula_within_each_tower():
+    """b = a / (k + alpha * sum over n=5 neighbouring maps of a^2)^beta, k=2, alpha=1e-4, beta=0.75,
+    the neighbours taken among the maps of the same GPU only."""
     lrn = vertebra.create_model("alexnet").stages[0].lrn1
-    a = torch.randn(1, 8, 3, 3) * 10
-    squares = torch.nn.functional.pad(a ** 2, (0, 0, 0, 0, 2, 2))
-    sums = sum(squares[:, i:i + 8] for i in range(5))
-    torch.testing.assert_close(lrn(a), a / (2 + 1e-4 * sums) ** 0.75)
+    a = torch.randn(1, 16, 3, 3) * 10
+
+    def papers(maps):
+        squares = torch.nn.functional.pad(maps ** 2, (0, 0, 0, 0, 2, 2))
+        return maps / (2 + 1e-4 * sum(squares[:, i:i + maps.shape[1]] for i in range(5))) ** 0.75
+
+    torch.testing.assert_close(lrn(a), torch.cat([papers(a[:, :8]), papers(a[:, 8:])], 1))
+    changed = a.clone()
+    changed[:, 8:] *= 10  # the second GPU's maps
+    assert torch.equal(lrn(a)[:, :8], lrn(changed)[:, :8])  # the first GPU never sees them
     assert hasattr(vertebra.create_model("alexnet").stages[1], "lrn2")
     assert not any(isinstance(m, nn.LocalResponseNorm) for m in vertebra.create_model("alexnet_tv").modules())
 

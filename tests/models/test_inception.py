@@ -68,7 +68,9 @@ def test_bn_inception_figure_5():
     model = vertebra.create_model("bn_inception")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert all(c.kernel_size != (5, 5) and c.bias is None for c in convs)  # 5x5 -> two 3x3; no bias before BN
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == len(convs)
+    # one BN after each convolution, but after the separable conv1's pair (depthwise 7x7, then 1x1)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == len(convs) - 1
+    assert convs[0].groups == 3 and convs[0].out_channels == 24 and convs[1].kernel_size == (1, 1)
     inception = modules(model, "inception")
     assert {k: m.out_chs for k, m in inception.items()} == {
         "3a": 256, "3b": 320, "3c": 576, "4a": 576, "4b": 576, "4c": 608, "4d": 608, "4e": 1056, "5a": 1024,

@@ -29,17 +29,27 @@ ONE_TOWER = (("conv1", 64, 11, 4, False), ("conv2", 192, 5, 1, False), ("conv3",
 STAGES = (("conv1",), ("conv2",), ("conv3", "conv4", "conv5"))  # each followed by a max-pool
 
 
-def response_norm() -> nn.LocalResponseNorm:
-    """Sec. 3.3 with k=2, n=5, alpha=1e-4, beta=0.75.  The paper sums alpha * a^2 over the n
-    neighbours; torch divides alpha by n first, so it gets alpha * n."""
-    return nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
+class ResponseNorm(nn.Module):
+    """Sec. 3.3 with k=2, n=5, alpha=1e-4, beta=0.75, within each tower: a GPU normalises over its
+    own kernel maps only, so the maps of ``towers`` equal groups are normalised apart.  The paper
+    sums alpha * a^2 over the n neighbours; torch divides alpha by n first, so it gets alpha * n."""
+
+    def __init__(self, towers: int = 1):
+        super().__init__()
+        self.towers = towers
+        self.norm = nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.towers == 1:
+            return self.norm(x)
+        return torch.cat([self.norm(part) for part in x.chunk(self.towers, dim=1)], dim=1)
 
 
 class AlexNet(Backbone):
     """Three stages, each ending in an overlapping 3x3 stride-2 max-pool: conv1, conv2, conv3-5.
 
-    ``lrn`` adds response normalisation after conv1 and conv2 (Sec. 3.5); ``groups`` splits the
-    convolutions marked in the table over that many towers (2: the two GPUs).  ``small_input``
+    ``lrn`` adds response normalisation after conv1 and conv2 (Sec. 3.5), each tower's maps apart;
+    ``groups`` splits the convolutions marked in the table over that many towers (2: the two GPUs).  ``small_input``
     turns conv1 into a 3x3 stride-1 convolution, drops the first pool, and pads the other two by
     one so that they halve a 32x32 map exactly (32 -> 16 -> 8).
     """
@@ -64,7 +74,7 @@ class AlexNet(Backbone):
                 layers[name] = self._conv(name, in_chs, width, kernel, stride, groups if split else 1)
                 reduction, in_chs = reduction * stride, width
                 if lrn and name in ("conv1", "conv2"):
-                    layers[f"lrn{name[-1]}"] = response_norm()
+                    layers[f"lrn{name[-1]}"] = ResponseNorm(groups)
             if not (small_input and index == 0):
                 layers[f"pool{names[-1][-1]}"] = nn.MaxPool2d(3, 2, padding=int(small_input))
                 reduction *= 2
@@ -110,7 +120,8 @@ ALEXNET = dict(family="alexnet", paper="ImageNet Classification with Deep Convol
           reference="paper, Sec. 1 and 3 (about 60 million parameters; no MACs given)",
           notes="60,965,224 parameters, 1.6% above the paper's rounded 'sixty million'; conv1 pads by 2 "
                 "(224 gives the paper's 55x55); pool5 is average-pooled to 6x6 before fc6 so any input "
-                "size works; LRN alpha is scaled by n because torch divides it by n and the paper does not. "
+                "size works; LRN normalises each tower's maps apart, as each GPU did, with alpha scaled by n "
+                "because torch divides it by n and the paper does not. "
                 "small_input: conv1 becomes 3x3 stride 1, pool1 goes, pool2 and pool5 pad by 1")
 def alexnet(*, lrn: bool = True, groups: int = 2, paper_init: bool = True, num_classes: int = 1000,
             in_chans: int = 3, drop_rate: float = 0.5, small_input: bool = False) -> AlexNet:

@@ -121,9 +121,11 @@ class InceptionModule(nn.Module):
 
     ``five`` says what fills the 5x5 branch: "5x5" (the paper), "3x3" (torchvision's GoogLeNet,
     whose published weights have a 3x3 there) or "double3x3" (BN-Inception: two stacked 3x3).
+    A stride-2 module pads its max-pool by one, so that it matches its stride-2 convolutions at
+    every size; ``ceil_pool`` pools as Caffe does instead (no padding, ceil mode).
     """
 
-    def __init__(self, in_chs: int, row: InceptionRow, conv: Callable, five: str = "5x5"):
+    def __init__(self, in_chs: int, row: InceptionRow, conv: Callable, five: str = "5x5", ceil_pool: bool = False):
         super().__init__()
         stride = row.stride
         self.branch1x1 = conv(in_chs, row.n1x1, 1) if row.n1x1 else None
@@ -135,8 +137,12 @@ class InceptionModule(nn.Module):
         else:
             self.branch5x5 = nn.Sequential(conv(in_chs, row.n5x5_reduce, 1),
                                            conv(row.n5x5_reduce, row.n5x5, 5 if five == "5x5" else 3, stride))
-        pool = (nn.MaxPool2d(3, stride, padding=1, ceil_mode=stride == 1) if row.pool == "max"
-                else nn.AvgPool2d(3, stride, padding=1))
+        if row.pool == "avg":
+            pool = nn.AvgPool2d(3, stride, padding=1)
+        elif stride == 1 or not ceil_pool:
+            pool = nn.MaxPool2d(3, stride, padding=1, ceil_mode=stride == 1)
+        else:  # Caffe's stride-2 pool: no padding, the last window rounded up
+            pool = nn.MaxPool2d(3, stride, ceil_mode=True)
         self.branch_pool = nn.Sequential(pool, *([conv(in_chs, row.pool_proj, 1)] if row.pool_proj else []))
         self.out_chs = row.n1x1 + row.n3x3 + row.n5x5 + (row.pool_proj or in_chs)
 
@@ -145,15 +151,25 @@ class InceptionModule(nn.Module):
         return torch.cat([b(x) for b in (*branches, self.branch3x3, self.branch5x5, self.branch_pool)], 1)
 
 
+def separable_conv1(in_chans: int, conv: Callable) -> nn.Sequential:
+    """Table 1's conv1 (2.7K parameters, 34M multiply-adds at 224): a 7x7/2 depthwise convolution
+    with depth multiplier 8, then a 1x1 convolution to 64 maps; BN-Inception's "convolution*"."""
+    return nn.Sequential(OrderedDict(dw=nn.Conv2d(in_chans, 8 * in_chans, 7, 2, 3, groups=in_chans, bias=False),
+                                     pw=conv(8 * in_chans, 64, 1)))
+
+
 class AuxClassifier(nn.Module):
     """GoogLeNet Sec. 5: average pool to 4x4, 1x1 conv (128), FC-1024, dropout 0.7, linear.
 
-    The paper pools 5x5 with stride 3, which gives 4x4 only on the 14x14 maps of a 224 input;
-    an adaptive pool to 4x4 (torchvision's) gives it at every input size.
+    ``paper_pool``: the paper's 5x5 stride-3 average pool, which makes 4x4 of the 14x14 maps of a
+    224 input (windows of 5 at 0, 3, 6, 9); a larger map is pooled so too and then adaptively to
+    4x4, a smaller one adaptively only.  Otherwise the pool is adaptive at every size
+    (torchvision's: windows of 4 at 0, 3, 7, 10 on a 14x14 map).
     """
 
-    def __init__(self, in_chs: int, num_classes: int, conv: Callable):
+    def __init__(self, in_chs: int, num_classes: int, conv: Callable, paper_pool: bool = False):
         super().__init__()
+        self.paper_pool = paper_pool
         self.conv = conv(in_chs, 128, 1)
         self.fc1 = nn.Linear(128 * 4 * 4, 1024)
         self.drop = nn.Dropout(0.7)
@@ -163,6 +179,8 @@ class AuxClassifier(nn.Module):
         self.fc2 = nn.Linear(1024, num_classes, device=self.fc1.weight.device) if num_classes else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.paper_pool and min(x.shape[-2:]) >= 14:
+            x = F.avg_pool2d(x, 5, 3)
         x = self.conv(F.adaptive_avg_pool2d(x, 4)).flatten(1)
         return self.fc2(self.drop(F.relu(self.fc1(x), inplace=True)))
 
@@ -172,7 +190,9 @@ class GoogLeNet(InceptionNet):
 
     ``stages`` lists each stage's blocks: "pool" is a 3x3 stride-2 max-pool (``last_pool`` sets the
     last one's size), any other name a row of ``rows``.  ``lrn`` adds the paper's local response
-    normalisation after the stem and stage 0.  ``small_input`` makes conv1 3x3 stride 1 and drops
+    normalisation after the stem and stage 0.  ``stem="separable"``: the papers' conv1, a 7x7
+    depthwise convolution with depth multiplier 8 and a 1x1 (``separable_conv1``); "dense": the
+    released Caffe models' full 7x7.  ``small_input`` makes conv1 a dense 3x3 stride 1 and drops
     the stem's pool, so a 32x32 input reaches the last stage at 4x4.
     """
 
@@ -182,22 +202,28 @@ class GoogLeNet(InceptionNet):
     head_modules = ("aux1", "aux2", "head")
     classifier = ("head.fc", "aux1.fc2", "aux2.fc2")  # re-initialised for another num_classes
 
-    def __init__(self, rows: dict, stages: tuple, conv: Callable, *, five: str = "5x5", lrn: bool = False,
-                 last_pool: int = 3, aux_logits: bool = True, transform_input: bool = False,
-                 num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.4, small_input: bool = False):
+    def __init__(self, rows: dict, stages: tuple, conv: Callable, *, stem: str = "separable", five: str = "5x5",
+                 lrn: bool = False, last_pool: int = 3, aux_logits: bool = True, aux_pool: str = "paper",
+                 ceil_pool: bool = False, transform_input: bool = False, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.4,
+                 small_input: bool = False):
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                          small_input=small_input)
+        if stem not in ("separable", "dense"):
+            raise ValueError(f"stem must be 'separable' (the paper's conv1) or 'dense' (the Caffe model's), "
+                             f"got {stem!r}")
         self.aux_logits = aux_logits and num_classes > 0
         self.aux1 = self.aux2 = None
-        stem = self.input_stem(transform_input)
-        stem["conv1"] = conv(in_chans, 64, 3) if small_input else conv(in_chans, 64, 7, 2)
+        separable = stem == "separable" and not small_input
+        layers = self.input_stem(transform_input)
+        layers["conv1"] = (conv(in_chans, 64, 3) if small_input else
+                           separable_conv1(in_chans, conv) if separable else conv(in_chans, 64, 7, 2))
         if not small_input:
-            stem["pool1"] = nn.MaxPool2d(3, 2, ceil_mode=True)
+            layers["pool1"] = nn.MaxPool2d(3, 2, ceil_mode=True)
         stage0 = OrderedDict(conv2=conv(64, 64, 1), conv3=conv(64, 192, 3))
         if lrn:  # Figure 3: LocalRespNorm after the first pool and after conv3 (Caffe's n=5, alpha, beta)
-            stem["lrn1"] = nn.LocalResponseNorm(5, 1e-4, 0.75)
+            layers["lrn1"] = nn.LocalResponseNorm(5, 1e-4, 0.75)
             stage0["lrn2"] = nn.LocalResponseNorm(5, 1e-4, 0.75)
-        self.stem = nn.Sequential(stem)
+        self.stem = nn.Sequential(layers)
         reduction, in_chs, built = 1 if small_input else 4, 192, [nn.Sequential(stage0)]
         self.feature_info.append(FeatureInfo(192, reduction, "stages.0"))
         for index, names in enumerate(stages, start=1):
@@ -208,16 +234,17 @@ class GoogLeNet(InceptionNet):
                     blocks[f"pool{index + 1}"] = nn.MaxPool2d(size, 2, ceil_mode=True)
                     reduction *= 2
                 else:
-                    blocks[f"inception{name}"] = module = InceptionModule(in_chs, rows[name], conv, five)
+                    blocks[f"inception{name}"] = module = InceptionModule(in_chs, rows[name], conv, five, ceil_pool)
                     reduction, in_chs = reduction * rows[name].stride, module.out_chs
                 if self.aux_logits and f"inception{name}" in self.aux_taps:
-                    setattr(self, self.aux_taps[f"inception{name}"], AuxClassifier(in_chs, num_classes, conv))
+                    setattr(self, self.aux_taps[f"inception{name}"],
+                            AuxClassifier(in_chs, num_classes, conv, paper_pool=aux_pool == "paper"))
             built.append(nn.Sequential(blocks))
             self.feature_info.append(FeatureInfo(in_chs, reduction, f"stages.{index}"))
         self.stages = nn.Sequential(*built)
         self.num_features = in_chs
         self.head = ClassifierHead(in_chs, num_classes, drop_rate)
-        self.first_conv = "stem.conv1.conv"
+        self.first_conv = "stem.conv1.dw" if separable else "stem.conv1.conv"
         self.min_input_size = reduction if small_input else 32
         self.default_input_size = 32 if small_input else 224
         self.init_weights()
@@ -262,22 +289,29 @@ V1 = dict(family="inception", paper="Going Deeper with Convolutions", year=2015,
           idea="Inception modules: parallel 1x1, 3x3, 5x5 and pool branches behind 1x1 reductions")
 SMALL = ("small_input: conv1 becomes 3x3 stride 1 and the stem's max-pool goes (stages at strides "
          "1, 2, 4, 8)")
-AUX = ("auxiliary heads after 4a and 4d (aux_logits=False removes them) pool adaptively to 4x4, "
-       "so they run at any input size")
+AUX = ("auxiliary heads after 4a and 4d (aux_logits=False removes them): the paper's 5x5/3 average pool "
+       "on maps of 14x14 or more, then an adaptive pool to 4x4, so they run at any input size")
 
 
-# Table 1 counts in units of K = 1024 and M = 1024^2 and leaves out the biases: its 6,797.7K
-# parameters are 6,960,845 weights, to which the two auxiliary heads of Sec. 5 add 6,379,728;
-# its 1,502M operations are 1,574,961,152 multiply-adds.
-@register("googlenet", **V1, input_size=224, params=13_340_573, macs=1_574_961_152, params_tolerance=0.02,
-          reference="paper, Table 1 (6,797.7K weights, 1,502M multiply-adds, K = 1024) and the auxiliary "
-                    "heads of Sec. 5",
-          notes="the paper's network: true 5x5 branches, no BatchNorm, LRN, a 3x3/2 pool before 5a, "
-                "dropout 0.4; 6,998,552 parameters without the auxiliary heads, 0.5% above Table 1 (the "
-                "table omits biases and lists conv1 as 2.7K); " + AUX + "; " + SMALL)
-def googlenet(*, aux_logits: bool = True, lrn: bool = True, num_classes: int = 1000, in_chans: int = 3,
-              drop_rate: float = 0.4, small_input: bool = False) -> GoogLeNet:
-    return GoogLeNet(GOOGLENET, GOOGLENET_STAGES, PAPER_CONV, five="5x5", lrn=lrn, aux_logits=aux_logits,
+# Table 1 counts parameters in K = 1024 and operations in M = 10^6, biases left out.  Its
+# 1,502M operations are the paper's total; these filters give 1,498.7M: every row within the
+# table's rounding but 5a, printed 54M and 1072K where its own filter counts give 51.1M and
+# 1018K (1,042,432 weights on a 7x7 map).  Its 6,797.7K weights are 6,960,845; the filters give
+# 6,983,576 (+0.3%: the rows for 4a-4e and 5b print 1-7% fewer than their filters give).  The
+# card's parameters add the biases (8,280) and the two auxiliary heads of Sec. 5 (6,379,728).
+@register("googlenet", **V1, input_size=224, params=13_340_573, macs=1_502_000_000, params_tolerance=0.01,
+          reference="paper, Table 1 (6,797.7K weights, K = 1024; 1,502M multiply-adds, M = 10^6) and the "
+                    "auxiliary heads of Sec. 5",
+          notes="the paper's network: conv1 a 7x7/2 separable convolution with depth multiplier 8 (Table 1's "
+                "2.7K weights and 34M operations; stem='dense' gives the released Caffe model's full 7x7: "
+                "9,408 weights, 118M), true 5x5 branches, no BatchNorm, LRN, a 3x3/2 pool before 5a, dropout "
+                "0.4; 1,498.7M multiply-adds, 0.2% under Table 1's total, all of it row 5a, which the table "
+                "prints as 54M where its filters give 51.1M; 6,983,576 weights against the table's 6,797.7K "
+                "(+0.3%), 6,991,856 parameters without the auxiliary heads, 13,371,584 with them; " + AUX +
+                "; " + SMALL)
+def googlenet(*, stem: str = "separable", aux_logits: bool = True, lrn: bool = True, num_classes: int = 1000,
+              in_chans: int = 3, drop_rate: float = 0.4, small_input: bool = False) -> GoogLeNet:
+    return GoogLeNet(GOOGLENET, GOOGLENET_STAGES, PAPER_CONV, stem=stem, five="5x5", lrn=lrn, aux_logits=aux_logits,
                      num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, small_input=small_input)
 
 
@@ -287,24 +321,46 @@ def googlenet(*, aux_logits: bool = True, lrn: bool = True, num_classes: int = 1
           layouts=("torchvision_googlenet",),
           notes="torchvision layout: BN (eps 1e-3) after every convolution, a 3x3 where the paper has 5x5, "
                 "a 2x2/2 pool before 5a, no LRN, dropout 0.2; 6,624,904 parameters without the auxiliary "
-                "heads; its published weights expect transform_input=True. " + AUX + "; " + SMALL)
+                "heads; its published weights expect transform_input=True; conv1 is a full 7x7; the auxiliary "
+                "heads pool adaptively to 4x4 at every size. " + SMALL)
 def googlenet_tv(*, aux_logits: bool = True, transform_input: bool = False, num_classes: int = 1000,
                  in_chans: int = 3, drop_rate: float = 0.2, small_input: bool = False) -> GoogLeNet:
-    return GoogLeNet(GOOGLENET, GOOGLENET_STAGES, TV_CONV, five="3x3", last_pool=2, aux_logits=aux_logits,
-                     transform_input=transform_input, num_classes=num_classes, in_chans=in_chans,
-                     drop_rate=drop_rate, small_input=small_input)
-
-
-@register("bn_inception", family="inception",
-          paper="Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift",
-          year=2015, arxiv="1502.03167", idea="BatchNorm after every convolution; each 5x5 becomes two 3x3",
-          input_size=224, params=11_285_224, macs=None,
-          reference="paper, Figure 5 (the module table; parameters counted from it, no MACs given)",
-          notes="no auxiliary heads and no dropout (Sec. 4.2.1 removes it); convolutions have no bias "
-                "(Sec. 3.2): 10,016 fewer than the Caffe model's 11,295,240; the stride-2 "
-                "modules pad their pool by 1 so it matches their stride-2 convolutions at every size. "
-                + SMALL)
-def bn_inception(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                 small_input: bool = False) -> GoogLeNet:
-    return GoogLeNet(BN_INCEPTION, BN_INCEPTION_STAGES, BN_CONV, five="double3x3", aux_logits=False,
+    return GoogLeNet(GOOGLENET, GOOGLENET_STAGES, TV_CONV, stem="dense", five="3x3", last_pool=2,
+                     aux_logits=aux_logits, aux_pool="adaptive", transform_input=transform_input,
                      num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, small_input=small_input)
+
+
+BN = dict(family="inception",
+          paper="Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift",
+          year=2015, arxiv="1502.03167", idea="BatchNorm after every convolution; each 5x5 becomes two 3x3")
+
+
+# Sec. 4.2 says the network "contains 13.6*10^6 parameters"; Figure 5's filters give 11,278,528
+# (11,245,568 weights, 1,024,000 of them the classifier's, and 32,960 BatchNorm scales and
+# shifts).  No reading of Figure 5 reaches 13.6M: a dense 7x7 conv1 gives 11,285,224, true 5x5
+# branches 12,231,744, and one or two GoogLeNet-style auxiliary heads 14.5M or 17.7M (the
+# paper says there is no fully connected layer but the classifier).
+@register("bn_inception", **BN, input_size=224, params=11_278_528, macs=None,
+          reference="paper, Figure 5 (the module table; parameters counted from it, no MACs given)",
+          notes="conv1 is the appendix's 7x7/2 separable convolution with depth multiplier 8 (2,712 weights; "
+                "stem='dense' gives the Caffe model's 9,408); 11,278,528 parameters, 17% under the 13.6*10^6 "
+                "of Sec. 4.2, a gap Figure 5 does not explain (a dense conv1 gives 11,285,224, true 5x5 "
+                "branches 12,231,744); 1,948.6M multiply-adds at 224; no auxiliary heads and no dropout "
+                "(Sec. 4.2.1 removes it); convolutions have no bias (Sec. 3.2); the stride-2 modules pad their "
+                "pool by 1 so it matches their stride-2 convolutions at every size. " + SMALL)
+def bn_inception(*, stem: str = "separable", num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                 small_input: bool = False) -> GoogLeNet:
+    return GoogLeNet(BN_INCEPTION, BN_INCEPTION_STAGES, BN_CONV, stem=stem, five="double3x3", aux_logits=False,
+                     num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, small_input=small_input)
+
+
+@register("bn_inception_caffe", **BN, input_size=224, params=11_295_240, macs=2_032_600_064,
+          reference="pretrainedmodels bninception", layouts=("pretrainedmodels_bninception",),
+          notes="the released Caffe model's layout, as the pretrainedmodels package ports it: a dense 7x7 conv1, "
+                "a bias on every convolution, stride-2 modules pooled Caffe's way (3x3/2, ceil mode, no "
+                "padding); its weights expect BGR images in 0-255 less the mean (104, 117, 128). " + SMALL)
+def bn_inception_caffe(*, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                       small_input: bool = False) -> GoogLeNet:
+    return GoogLeNet(BN_INCEPTION, BN_INCEPTION_STAGES, partial(BN_CONV, bias=True), stem="dense", five="double3x3",
+                     aux_logits=False, ceil_pool=True, num_classes=num_classes, in_chans=in_chans,
+                     drop_rate=drop_rate, small_input=small_input)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..backbone import Backbone, ClassifierHead, FeatureInfo
@@ -35,6 +36,18 @@ class BlockArgs:
     se_reduction: int | None = None  # SENet's r; None: no squeeze-and-excitation
     stride_in_1x1: bool = False  # the paper's (and Caffe's) stride placement
     downsample_kernel: int = 1  # SENet-154 projects with a 3x3 convolution
+    shortcut: str = "projection"  # "zero_pad": the ResNet paper's option A, parameter-free (CIFAR nets)
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A of He et al. 2015: the identity, subsampled by the stride, with zero channels added."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int):
+        super().__init__()
+        self.extra, self.stride = out_chs - in_chs, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.extra))
 
 
 def projection(in_chs: int, out_chs: int, stride: int, kernel: int) -> nn.Module:
@@ -96,7 +109,8 @@ class Bottleneck(nn.Module):
 
 
 class PreActBasicBlock(nn.Module):
-    """BN-ReLU-conv3x3 twice; the shortcut is the identity, or a 1x1 projection of the pre-activation."""
+    """BN-ReLU-conv3x3 twice; the shortcut is the identity, or (where the shape changes) a 1x1
+    projection or a zero-padded subsample of the pre-activation."""
 
     expansion = 1
 
@@ -106,16 +120,21 @@ class PreActBasicBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_chs, planes, 3, stride, 1, bias=False)
         self.norm2 = NormAct(planes, act=ReLU)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.downsample = (nn.Conv2d(in_chs, planes, 1, stride, bias=False)
-                           if stride != 1 or in_chs != planes else None)
+        if stride == 1 and in_chs == planes:
+            self.downsample = None
+        elif args.shortcut == "zero_pad":
+            self.downsample = ZeroPadShortcut(in_chs, planes, stride)
+        else:
+            self.downsample = nn.Conv2d(in_chs, planes, 1, stride, bias=False)
         self.drop_path = DropPath(drop_path)
+        self.activated_shortcut = False  # the first unit after a bare conv1: both paths read BN-ReLU(x)
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.norm1(x)
-        shortcut = x if self.downsample is None else self.downsample(pre)
+        shortcut = (pre if self.activated_shortcut else x) if self.downsample is None else self.downsample(pre)
         out = self.conv2(self.norm2(self.conv1(pre)))
         return self.drop_path(out) + shortcut
 
@@ -157,8 +176,12 @@ class ResNet(Backbone):
     builds He et al. 2016's network: a bare stem convolution, pre-activation blocks and
     one BN-ReLU after the last stage.  ``small_input`` swaps the stem for one 3x3 stride-1
     convolution without pooling, for 32x32 images.  ``zero_init_last`` (as timm) starts each
-    residual branch at zero, so a fresh net is the identity path and a 1001-layer one does
-    not overflow before training; False gives the papers' plain He initialisation.
+    residual branch at zero, so a fresh net is the identity path; False gives the papers' plain He
+    initialisation.  ``shortcut="zero_pad"``: where a basic block changes shape, the shortcut is the
+    ResNet paper's option A (a subsample with zero channels added) instead of a 1x1 projection.
+    ``activate_conv1``: the pre-activation paper's first unit, whose shortcut, like its residual
+    branch, reads the BN-ReLU of conv1 ("the first activation right after conv1 and before
+    splitting into two paths").
     """
 
     head_modules = ("norm", "head")
@@ -170,15 +193,17 @@ class ResNet(Backbone):
                  se_reduction: int | None = None, stride_in_1x1: bool = False,
                  downsample_kernel: int = 1, num_classes: int = 1000, in_chans: int = 3,
                  drop_rate: float = 0.0, drop_path_rate: float = 0.0, small_input: bool = False,
-                 zero_init_last: bool = True):
+                 zero_init_last: bool = True, shortcut: str = "projection", activate_conv1: bool = False):
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                          small_input=small_input)
         if len(layers) != len(widths) or min(layers) < 1:
             raise ValueError(f"layers must give one positive block count per stage {widths}, got {layers}")
         if stem not in ("7x7", "deep"):
             raise ValueError(f"stem must be '7x7' or 'deep', got {stem!r}")
+        if shortcut not in ("projection", "zero_pad"):
+            raise ValueError(f"shortcut must be 'projection' or 'zero_pad', got {shortcut!r}")
         args = BlockArgs(groups, width_per_group, first_1x1_ratio, se_reduction, stride_in_1x1,
-                         downsample_kernel)
+                         downsample_kernel, shortcut)
         self.stem = self._stem(stem, stem_width, pool_ceil_mode, preact)
         stem_reduction = 1 if small_input else 4
         drop_paths = drop_path_rates(sum(layers), drop_path_rate)
@@ -199,6 +224,8 @@ class ResNet(Backbone):
         self.min_input_size = self.feature_info[-1].reduction
         self.default_input_size = 32 if small_input else 224
         self.first_conv = "stem.conv1" if preact else "stem.conv1.conv"
+        if activate_conv1:  # the pre-activation paper's first unit: conv1's BN-ReLU feeds both paths
+            self.stages[0][0].activated_shortcut = True
         self.init_weights()
         if zero_init_last:
             for stage in self.stages:
@@ -308,16 +335,28 @@ for _name, (_block, _layers, _params, _macs, _ref) in PREACT_IMAGENET.items():
 
 # The paper's CIFAR networks (Table 1-2): a 16-filter 3x3 stem and three stages of widths
 # 16, 32, 64 (x4 out of a bottleneck), 10 classes, 32x32 inputs.  The paper rounds its
-# parameter counts to 0.1M; these nets have 1.73M, 1.70M and 10.33M.
+# parameter counts to 0.1M: ResNet-110 1.7M, ResNet-164 1.7M, ResNet-1001 10.2M.  Its appendix
+# keeps the original CIFAR ResNet's parameter-free shortcuts (option A) for the basic-block
+# ResNet-110 and projects "for the bottleneck ResNets"; row: (block, blocks per stage, params,
+# shortcut where the shape changes).
 PREACT_CIFAR = {
-    "preact_resnet110": (PreActBasicBlock, 18, 1_700_000),
-    "preact_resnet164": (PreActBottleneck, 18, 1_700_000),
-    "preact_resnet1001": (PreActBottleneck, 111, 10_200_000),
+    "preact_resnet110": (PreActBasicBlock, 18, 1_700_000, "zero_pad"),
+    "preact_resnet164": (PreActBottleneck, 18, 1_700_000, "projection"),
+    "preact_resnet1001": (PreActBottleneck, 111, 10_200_000, "projection"),
 }
-for _name, (_block, _depth, _params) in PREACT_CIFAR.items():
+for _name, (_block, _depth, _params, _shortcut) in PREACT_CIFAR.items():
     register(_name, **PREACT, input_size=32, params=_params, macs=None, params_tolerance=0.03,
              reference="paper, Table 1-2 (rounded to 0.1M; no MACs given)",
-             notes="projection shortcuts are 1x1 convolutions of the pre-activation and the stride "
-                   "sits in the first 1x1, as in the authors' resnet-pre-act.lua")(
+             notes=("shortcuts are the ResNet paper's option A (a stride-2 subsample with zero channels added), "
+                    "as the paper's appendix keeps for the basic-block net" if _shortcut == "zero_pad" else
+                    "projection shortcuts are 1x1 convolutions of the pre-activation and the stride sits in the "
+                    "first 1x1, as in the authors' resnet-pre-act.lua") +
+                   "; the first unit's two paths both read conv1's BN-ReLU (the appendix); " +
+                   ("the paper's He initialisation of every residual branch would overflow here before training "
+                    "(eval mode: BN's fresh statistics normalise nothing over 333 units, and the logits are NaN), "
+                    "so each branch's last convolution starts at zero (zero_init_last=False gives the paper's)"
+                    if _depth > 100 else "the paper's He initialisation, every residual branch included "
+                    "(zero_init_last=True starts them at zero)"))(
         partial(ResNet, _block, (_depth,) * 3, widths=(16, 32, 64), stem_width=16, preact=True,
-                stride_in_1x1=True, small_input=True, num_classes=10))
+                stride_in_1x1=True, small_input=True, num_classes=10, shortcut=_shortcut, activate_conv1=True,
+                zero_init_last=_depth > 100))
