@@ -68,3 +68,13 @@ def test_synthetic_weights_are_deterministic_and_scaled():
     assert a["conv.weight"].var().item() == pytest.approx(2 / (32 * 9), rel=0.1)
     assert 0.25 <= a["bn.weight"].min() and a["bn.weight"].max() <= 0.75
     assert a["bn.num_batches_tracked"].dtype == torch.int64
+
+
+@pytest.mark.parametrize("alias, name", [("mobilenet_v2", "mobilenet_v2_100"), ("legacy_xception", "xception")])
+def test_an_alias_builds_the_model_the_peers_weights_fit(alias, name):
+    """torchvision's and timm's names build vertebra's model of that layout: the peer's fixture fits it."""
+    info, state, recorded = reference(name)
+    model = vertebra.create_model(alias).eval()
+    assert model.model_name == name and vertebra.model_info(alias).name == name
+    model.load_state_dict(KEYMAPS[info["layout"]].convert(state)[0], strict=True)
+    assert logits_error(model, info, recorded) <= 1e-4

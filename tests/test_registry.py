@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,45 @@ def test_library_never_imports_the_reference_libraries():
     offenders = [p for p in src.rglob("*.py") if any(line.lstrip().startswith(("import torchvision", "import timm", "from torchvision", "from timm"))
                                                      for line in p.read_text().splitlines())]
     assert not offenders
+
+
+def test_aliases_resolve_list_and_never_shadow_a_model():
+    from vertebra.registry import aliases_of, register_alias, resolve
+
+    assert resolve("mobilenetv3_large_100") == "mobilenet_v3_large" and resolve("resnetv2_50") == "preact_resnet50"
+    assert resolve("mnasnet_100") == "mnasnet1_0" and resolve("bninception") == "bn_inception_caffe"
+    assert "mobilenet_v2" in vertebra.list_models("mobilenet*", include_aliases=True)
+    assert "mobilenet_v2" not in vertebra.list_models("mobilenet*")
+    assert aliases_of("mobilenet_v2_100") == ["mobilenet_v2", "mobilenetv2_100"]
+    assert resolve("googlenet") == "googlenet"  # vertebra's paper network keeps its name
+    with pytest.raises(ValueError, match="'googlenet' is a registered model; an alias may not shadow it"):
+        register_alias("googlenet", "googlenet_tv")
+    with pytest.raises(ValueError, match="already resolves to 'mobilenet_v2_100'"):
+        register_alias("mobilenet_v2", "mobilenet_v2_050")
+    with pytest.raises(ValueError, match="did you mean .*mobilenet_v2"):
+        vertebra.create_model("mobilenet_v22")
+
+
+def test_list_and_info_name_aliases_and_count_missing_macs(capsys):
+    from vertebra.cli import main
+
+    assert main(["list", "alexnet*", "--json"]) == 0
+    assert {c["name"]: c["aliases"] for c in json.loads(capsys.readouterr().out)} == {"alexnet": [], "alexnet_tv": []}
+    assert main(["list", "legacy_xception"]) == 0  # an alias finds its model
+    out = capsys.readouterr().out
+    assert "xception" in out and "legacy_xception" in out
+    assert main(["list", "preact_resnet110"]) == 0
+    assert "0.25G*" in capsys.readouterr().out  # the paper gives no MACs: counted, and marked so
+    assert main(["info", "mobilenetv2_100"]) == 0
+    assert "mobilenet_v2_100 (the model 'mobilenetv2_100' names)" in capsys.readouterr().out
+
+
+def test_weights_never_import_the_registry():
+    """One direction: create_model loads weights; the weights package never looks a model up."""
+    import ast
+
+    root = Path(vertebra.weights.__file__).parent
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert "registry" not in (node.module or ""), path

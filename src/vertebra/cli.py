@@ -14,6 +14,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from . import count_params, create_model, list_models, model_info
+from .registry import resolve
 from .analysis import measure_latency, profile
 from .analysis.guidelines import guidelines
 
@@ -25,22 +26,37 @@ def _millions(value: int | None, unit: str = "M") -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    names = list_models(args.pattern)
+    from .registry import aliases_of
+
+    names = sorted({resolve(n) for n in list_models(args.pattern, include_aliases=True)})
     if not names:
         raise ValueError(f"no model matches {args.pattern!r}; try 'vertebra list' for all")
     cards = [model_info(n) for n in names]
     if args.json:
-        print(json.dumps([c.to_dict() for c in cards], indent=1))
+        print(json.dumps([{**c.to_dict(), "aliases": aliases_of(c.name)} for c in cards], indent=1))
         return 0
-    table = Table(title=f"vertebra models ({len(names)})")
-    for column, justify in (("name", "left"), ("family", "left"), ("year", "right"),
-                            ("params", "right"), ("MACs", "right"), ("input", "right")):
-        table.add_column(column, justify=justify)
+    table = Table(title=f"vertebra models ({len(names)})",
+                  caption="MACs marked * are counted here: the paper gives none")
+    for column, justify in (("name", "left"), ("family", "left"), ("year", "right"), ("params", "right"),
+                            ("MACs", "right"), ("input", "right"), ("also known as", "left")):
+        table.add_column(column, justify=justify, no_wrap=column == "name", overflow="fold",
+                         min_width=max(len(c.name) for c in cards) if column == "name" else None)
     for card in cards:
-        table.add_row(card.name, card.family, str(card.year), _millions(card.params),
-                      _millions(card.macs, "G"), str(card.input_size))
+        macs = _millions(card.macs, "G") if card.macs is not None else _millions(_counted_macs(card), "G") + "*"
+        table.add_row(card.name, card.family, str(card.year), _millions(card.params), macs, str(card.input_size),
+                      ", ".join(aliases_of(card.name)))
     console.print(table)
     return 0
+
+
+def _counted_macs(card) -> int:
+    """MACs at the card's input size, counted on a model without memory (shapes only)."""
+    import torch
+
+    from .analysis import count_macs
+
+    with torch.device("meta"):
+        return count_macs(create_model(card.name), card.input_size)
 
 
 def _positive(text: str) -> int:
@@ -69,7 +85,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps({"card": result["card"],
                           **{k: json.loads(v.to_json()) for k, v in result.items() if k != "card"}}, indent=1))
         return 0
-    table = Table(title=card.name, show_header=False)
+    title = card.name if args.model == card.name else f"{card.name} (the model {args.model!r} names)"
+    table = Table(title=title, show_header=False)
     for key, value in card.to_dict().items():
         table.add_row(key, f"{value:,}" if isinstance(value, int) and key != "year" else str(value))
     console.print(table)
@@ -327,7 +344,8 @@ def _model_to_export(args: argparse.Namespace):
         return create_model(args.model, num_classes=args.num_classes)
     state, card = read_weights(args.weights)
     if not card:
-        num_classes = args.num_classes if args.num_classes is not None else classes_in(args.model, state)
+        num_classes = (args.num_classes if args.num_classes is not None else
+                       classes_in(create_model(args.model), state))
         model = create_model(args.model, num_classes=num_classes)
     else:
         if card["model"] != args.model:

@@ -66,25 +66,52 @@ def register(name: str, **card) -> Callable:
     return decorator
 
 
+_ALIASES: dict[str, str] = {}  # another library's name -> the vertebra model it builds
+
+
+def register_alias(alias: str, name: str) -> None:
+    """Let ``alias`` (torchvision's or timm's name) build the registered model ``name``; a
+    registered name is never shadowed, so an alias cannot hide a different architecture."""
+    if alias in _MODELS:
+        raise ValueError(f"{alias!r} is a registered model; an alias may not shadow it")
+    if name not in _MODELS:
+        raise ValueError(f"alias {alias!r} points to {name!r}, which is not registered")
+    if _ALIASES.setdefault(alias, name) != name:
+        raise ValueError(f"alias {alias!r} already resolves to {_ALIASES[alias]!r}, not {name!r}")
+
+
+def aliases_of(name: str) -> list[str]:
+    """The other libraries' names that build the registered model ``name``."""
+    return sorted(alias for alias, target in _ALIASES.items() if target == name)
+
+
+def resolve(name: str) -> str:
+    """The registered name that ``name`` (a registered name or an alias) builds."""
+    return _entry(name).card.name
+
+
 def _entry(name) -> _Entry:
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str, got {type(name).__name__} {name!r}")
+    name = _ALIASES.get(name, name)
     if name not in _MODELS:
-        close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, [*_MODELS, *_ALIASES], n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see vertebra.list_models()"
         raise ValueError(f"unknown model {name!r}{hint}")
     return _MODELS[name]
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching an fnmatch pattern (``"resne?t*"``), sorted."""
+def list_models(pattern: str = "*", include_aliases: bool = False) -> list[str]:
+    """Registered model names matching an fnmatch pattern (``"resne?t*"``), sorted; with
+    ``include_aliases``, also torchvision's and timm's names that resolve to one (``resolve``)."""
     if not isinstance(pattern, str):
         raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
-    return sorted(name for name in _MODELS if fnmatch.fnmatchcase(name, pattern))
+    names = [*_MODELS, *_ALIASES] if include_aliases else _MODELS
+    return sorted(name for name in names if fnmatch.fnmatchcase(name, pattern))
 
 
 def model_info(name: str) -> ModelCard:
-    """The model card of a registered model."""
+    """The model card of a registered model (an alias gives its model's card)."""
     return _entry(name).card
 
 
@@ -103,6 +130,7 @@ def create_model(name: str, *, num_classes: int | None = None, in_chans: int = 3
     gives the outputs of the stages in ``out_indices`` (all by default) as a list.
     """
     entry = _entry(name)
+    name = entry.card.name  # an alias builds its model, under the model's own name
     unknown = sorted(set(family_kwargs) - (entry.accepted - _CONTRACT_ARGS))
     if unknown:
         accepted = sorted(entry.accepted - _CONTRACT_ARGS)
@@ -120,6 +148,7 @@ def create_model(name: str, *, num_classes: int | None = None, in_chans: int = 3
         kwargs["small_input"] = small_input
     model = entry.builder(**kwargs)
     model.model_name = name
+    model.weight_layouts = entry.card.layouts  # the foreign layouts vertebra.weights may read into it
     model.model_kwargs = {**kwargs, "num_classes": model.num_classes, "small_input": model.small_input}
     if pretrained is not None:
         from .weights import load_weights

@@ -193,13 +193,8 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
 
 
 def _layouts_of(model: nn.Module) -> tuple[str, ...]:
-    from ..registry import model_info
-
-    name = getattr(model, "model_name", None)
-    try:
-        return model_info(name).layouts if name else ()
-    except ValueError:
-        return ()
+    """The foreign layouts the model's card names (``create_model`` records them on the model)."""
+    return tuple(getattr(model, "weight_layouts", ()))
 
 
 def _model_name(model: nn.Module) -> str:
@@ -216,11 +211,9 @@ def _mismatch_message(model, path, layout, card, missing, unexpected, conflicts)
     return "\n".join(lines)
 
 
-def classes_in(model_name: str, state: dict[str, torch.Tensor]) -> int | None:
-    """The number of classes a foreign state dict's classifier was trained for (None: no classifier found)."""
-    from ..registry import create_model
-
-    model = create_model(model_name)
+def classes_in(model: nn.Module, state: dict[str, torch.Tensor]) -> int | None:
+    """The number of classes a foreign state dict's classifier was trained for (None: no classifier
+    found), read through ``model``'s key maps (any number of classes: only its names are used)."""
     _, converted = _convert(model, state, "auto")
     classifier = getattr(model, "classifier", None) or ()
     prefix = classifier if isinstance(classifier, str) else next(iter(classifier), None)
