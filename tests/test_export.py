@@ -1,4 +1,5 @@
 import io
+import json
 import subprocess
 import sys
 
@@ -90,6 +91,10 @@ def test_onnx_reproduces_saved_weights(tmp_path, capsys):
     assert main(["export", "shufflenet_v2_x0_5", "--format", "torchscript", "--weights", str(tmp_path / "w.pth"),
                  "--num-classes", "4", "--input-size", "32", "--out", str(tmp_path / "w.pt")]) == 0
     assert check_torchscript(tmp_path / "w.pt", trained, x) <= 1e-6
+    # beside each file, the preprocessing its inputs need: here torchvision's for this layout
+    written = json.loads((tmp_path / "w.preprocessing.json").read_text())
+    assert (written["resize_size"], written["mean"], written["source"]) == \
+        (256, [0.485, 0.456, 0.406], "ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1")
     assert main(["export", "shufflenet_v2_x0_5", "--format", "onnx", "--weights", str(tmp_path / "w.safetensors"),
                  "--num-classes", "7", "--out", str(tmp_path / "w7.onnx")]) == 2
     assert "saved with 4 classes, not --num-classes 7" in capsys.readouterr().err

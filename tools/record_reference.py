@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -93,9 +94,46 @@ def record(name: str) -> None:
             "layout": card.layouts[0], "params": sum(p.numel() for p in model.parameters()),
             "macs": macs(build(card, "meta"), card.input_size), "input_size": card.input_size,
             "seed": SEED, "batch": BATCH, "sizes": list(sizes), "versions": versions(),
-            "manifest": manifest}
+            "preprocessing": preprocessing(card), "manifest": manifest}
     (OUT / f"{name}.json").write_text(json.dumps(info, indent=0) + "\n")
     print(f"{name:24s} {card.reference:40s} {info['params']:>13,} params {info['macs']:>16,} MACs")
+
+
+def preprocessing(card: vertebra.ModelCard) -> dict:
+    """The published evaluation preprocessing of the reference's default weights: the central crop
+    of the image resized to ``resize_size`` on its short side."""
+    library, name = card.reference.split()[:2]
+    if library == "torchvision":
+        from torchvision.models import get_model_weights
+
+        weights = get_model_weights(name).DEFAULT
+        t = weights.transforms()
+        return {"input_size": t.crop_size[0], "resize_size": t.resize_size[0], "mean": list(t.mean),
+                "std": list(t.std), "interpolation": t.interpolation.value, "channel_order": "RGB",
+                "pixel_range": 1.0, "weights": str(weights)}
+    if library == "timm":
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(name).to_dict()
+        size = cfg["input_size"][1]
+        return {"input_size": size, "resize_size": math.floor(size / cfg["crop_pct"]), "mean": list(cfg["mean"]),
+                "std": list(cfg["std"]), "interpolation": cfg["interpolation"], "channel_order": "RGB",
+                "pixel_range": 1.0, "weights": f"{name}.{cfg['tag']}"}
+    import pretrainedmodels
+
+    settings = pretrainedmodels.pretrained_settings[name]["imagenet"]
+    size = settings["input_size"][1]
+    return {"input_size": size, "resize_size": math.floor(size / 0.875), "mean": settings["mean"],  # TransformImage
+            "std": settings["std"], "interpolation": "bilinear", "channel_order": settings["input_space"],
+            "pixel_range": float(settings["input_range"][1]), "weights": f"{name}.imagenet"}
+
+
+def record_preprocessing(name: str) -> None:
+    """Add the published preprocessing to an existing fixture (its logits stay as recorded)."""
+    path = OUT / f"{name}.json"
+    info = json.loads(path.read_text())
+    info["preprocessing"] = preprocessing(vertebra.model_info(name))
+    path.write_text(json.dumps(info, indent=0) + "\n")
 
 
 def versions() -> dict:
@@ -107,6 +145,8 @@ def versions() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("patterns", nargs="*", default=["*"], help="fnmatch patterns (default: all)")
+    parser.add_argument("--preprocessing-only", action="store_true", help="only add the published "
+                        "preprocessing to existing fixtures")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     names = sorted({n for p in args.patterns for n in vertebra.list_models(p)
@@ -114,7 +154,7 @@ def main() -> None:
     if not names:
         raise SystemExit(f"no registered model with a reference library's model matches {args.patterns}")
     for name in names:
-        record(name)
+        record_preprocessing(name) if args.preprocessing_only else record(name)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,9 @@ def _positive(text: str) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     card = model_info(args.model)
-    result = {"card": card.to_dict()}
+    from .data_config import data_config
+
+    result = {"card": {**card.to_dict(), "preprocessing": data_config(card.name).to_dict()}}
     model = create_model(args.model) if args.layers or args.guidelines else None
     size = args.input_size or card.input_size
     with Progress(console=console, transient=True, disable=args.json) as progress:
@@ -87,7 +89,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     title = card.name if args.model == card.name else f"{card.name} (the model {args.model!r} names)"
     table = Table(title=title, show_header=False)
-    for key, value in card.to_dict().items():
+    for key, value in result["card"].items():
         table.add_row(key, f"{value:,}" if isinstance(value, int) and key != "year" else str(value))
     console.print(table)
     for key in ("profile", "guidelines"):
@@ -365,7 +367,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import (DEFAULT_OPSET, check_onnx, check_torchscript, example_input, export_onnx,
                          export_torchscript, require)
 
-    from .durable import check_output_folder
+    from .durable import check_output_folder, write_json
 
     card = model_info(args.model)  # fail on a wrong name before any work
     out = Path(args.out)
@@ -401,7 +403,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         console.print(f"[red]the relative error exceeds {tolerance:.0e}: the file does not reproduce the model[/]",
                       soft_wrap=True)
         return 1
+    preprocessing = write_json(out.with_name(f"{out.stem}.preprocessing.json"), _export_data_config(args).to_dict())
+    console.print(f"wrote {preprocessing}: the preprocessing its inputs need", soft_wrap=True)
     return 0
+
+
+def _export_data_config(args: argparse.Namespace):
+    """What the exported weights expect: the configuration vertebra weights were trained with, or the
+    layout's published one."""
+    from .data_config import DataConfig, data_config
+    from .weights import read_weights
+
+    saved = (read_weights(args.weights)[1].get("metadata") or {}).get("data_config") if args.weights else None
+    return DataConfig.from_dict(saved) if saved else data_config(args.model)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -129,3 +129,29 @@ def test_bf16_autocast_trains_or_says_why_not(tmp_path, monkeypatch):
     monkeypatch.setattr("vertebra.train.loop.cpu_supports_bf16", lambda: False)
     with pytest.raises(ValueError, match="AVX512-BF16 or AMX"):
         train(TrainConfig(MODEL, out=tmp_path / "other", bf16=True, **QUICK))
+
+
+def test_predict_reads_each_weights_with_its_own_preprocessing(tmp_path, capsys, tiny_run):
+    """A run on an image folder records the preprocessing it evaluated with; a torchvision checkpoint
+    (the parity fixture's synthetic weights) predicts with torchvision's published one."""
+    from vertebra.data_config import published
+    from vertebra.testing import synthetic_state_dict
+    from vertebra.train.predict import load_trained
+
+    folder = tmp_path / "images"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (12, 10), (30 * i, 0, 0 if label == "a" else 200)).save(folder / label / f"{i}.png")
+    train(TrainConfig(out=tmp_path / "run", data=str(folder), input_size=32, **{**tiny_run, "epochs": 1, "batch_size": 8}))
+    weights = next((tmp_path / "run").glob("best-e*[0-9].safetensors"))
+    _, metadata = load_trained("nas_child", weights)
+    assert metadata["data_config"]["input_size"] == 32 and metadata["data_config"]["resize_size"] == 37
+    fixture = json.loads((Path(__file__).parents[1] / "fixtures" / "reference" / "resnet18.json").read_text())
+    torch.save(synthetic_state_dict(fixture["manifest"], 0), tmp_path / "tv.pth")
+    model, metadata = load_trained("resnet18", tmp_path / "tv.pth")
+    assert model.num_classes == 1000 and metadata["data_config"] == published("resnet18").to_dict()
+    capsys.readouterr()
+    assert main(["predict", "resnet18", "--weights", str(tmp_path / "tv.pth"), str(folder / "a" / "0.png"),
+                 "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["top"]) == 5

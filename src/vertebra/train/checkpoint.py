@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from ..data_config import vertebra_config
 from ..durable import read_json, remove_unreferenced, write_json, write_tensors
 from ..weights import load_weights, save_weights
 
@@ -80,6 +81,8 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, progress: dict, i
     otherwise the best stays the one ``previous`` (the last manifest) names."""
     epoch = progress["epoch"]
     card = {key: progress.get(key) for key in ("epoch", "classes", "data", "input_size")}
+    if card["data"] != "digits" and card["input_size"]:  # the preprocessing evaluation used: predict repeats it
+        card["data_config"] = vertebra_config(card["input_size"]).to_dict()
     weights = save_weights(model, folder / f"last-e{epoch:04d}.safetensors", metadata=card).name
     tensors, optimizer_json = split_optimizer(optimizer.state_dict())
     tensors["rng.torch"] = torch.get_rng_state()

@@ -7,30 +7,40 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..registry import create_model
-from ..weights import load_weights, read_weights
+from ..data_config import DataConfig, data_config
+from ..registry import create_model, resolve
+from ..weights import classes_in, load_weights, read_weights
 from .data import DIGITS_SIZE, ImageFolder, digits
 from .data import Augmented as _Augmented
 from .transforms import EvalTransform
 
 
 def load_trained(model_name: str, weights: str | Path):
-    """The model a training run saved, rebuilt from the weights file's card; and that card."""
-    _, card = read_weights(weights)
+    """The model in ``weights`` and what it says of its data: a vertebra weights file rebuilds its
+    model from its card (with the preprocessing it was trained with); a torchvision/timm checkpoint
+    fills the registered model through its key map, with its layout's published preprocessing."""
+    state, card = read_weights(weights)
     if not card:
-        raise ValueError(f"{weights} has no vertebra card: evaluate and predict need weights saved by vertebra")
-    if card["model"] != model_name:
+        model = create_model(model_name, num_classes=classes_in(create_model(model_name), state), pretrained=weights)
+        return model.eval(), {"data_config": data_config(model_name).to_dict()}
+    if resolve(card["model"]) != resolve(model_name):
         raise ValueError(f"{weights} holds weights of {card['model']}, not {model_name}")
     model = create_model(model_name, **card["kwargs"])
     load_weights(model, weights)
     return model.eval(), card.get("metadata", {})
 
 
+def transform_of(metadata: dict) -> EvalTransform:
+    """The evaluation preprocessing the weights' metadata records (vertebra's, for older files)."""
+    saved = metadata.get("data_config")
+    return EvalTransform(DataConfig.from_dict(saved) if saved else metadata.get("input_size", 224))
+
+
 def evaluation_set(data: str, metadata: dict):
     if data == "digits":
         return digits().test
     folder = ImageFolder(data, metadata.get("classes"))
-    return _Augmented(folder, EvalTransform(metadata.get("input_size", 224)))
+    return _Augmented(folder, transform_of(metadata))
 
 
 def per_class_accuracy(confusion: np.ndarray) -> list[float]:
@@ -52,7 +62,7 @@ def load_image(path: str | Path, metadata: dict) -> torch.Tensor:
             rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy())
     except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read image {path}: {type(error).__name__}: {error}") from None
-    return EvalTransform(metadata.get("input_size", 224))(rgb.permute(2, 0, 1).float() / 255.0)
+    return transform_of(metadata)(rgb.permute(2, 0, 1).float() / 255.0)
 
 
 @torch.no_grad()

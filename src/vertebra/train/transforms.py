@@ -7,13 +7,14 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..data_config import IMAGENET, DataConfig, vertebra_config
+
+IMAGENET_MEAN, IMAGENET_STD = IMAGENET
 
 
-def resize(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+def resize(image: torch.Tensor, size: int | tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
     size = (size, size) if isinstance(size, int) else tuple(size)
-    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    return F.interpolate(image[None], size=size, mode=mode, align_corners=False, antialias=True)[0]
 
 
 def random_resized_crop(image: torch.Tensor, size: int, generator: torch.Generator,
@@ -66,14 +67,20 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Resize the short side to size / 0.875, take the central square, normalise."""
+    """Resize the short side to ``config.resize_size``, take the central ``input_size`` square,
+    normalise (an RGB image in [0, 1] in; Caffe's BGR 0-255 where the configuration says so)."""
 
-    def __init__(self, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        self.size, self.mean, self.std = size, mean, std
+    def __init__(self, config: DataConfig | int):
+        self.config = config if isinstance(config, DataConfig) else vertebra_config(config)
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        config = self.config
         height, width = image.shape[-2:]
-        short = round(self.size / 0.875)
+        short = config.resize_size
         scale = short / min(height, width)
-        image = resize(image, (max(short, round(height * scale)), max(short, round(width * scale))))
-        return normalize(center_crop(image, self.size), self.mean, self.std)
+        image = resize(image, (max(short, round(height * scale)), max(short, round(width * scale))),
+                       config.interpolation)
+        image = center_crop(image, config.input_size)
+        if config.channel_order == "BGR":
+            image = image.flip(0)
+        return normalize(image * config.pixel_range, config.mean, config.std)
