@@ -184,10 +184,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     plot_confusion(result["confusion"], classes, figure, f"{args.model} on {args.data}: "
                    f"{result['accuracy']:.2%} of {result['count']}")
     per_class = per_class_accuracy(result["confusion"])
+    unreadable = result["unreadable"]
+    for bad in unreadable:  # counted out of the accuracy, and named
+        print(f"vertebra evaluate: skipped {bad.path}: {bad.reason}", file=sys.stderr)
+    status = 1 if unreadable else 0
     if args.json:
         print(json.dumps({"accuracy": result["accuracy"], "count": result["count"], "confusion_png": str(figure),
-                          "per_class": dict(zip(classes, per_class))}))
-        return 0
+                          "per_class": dict(zip(classes, per_class)),
+                          "unreadable": [str(bad.path) for bad in unreadable]}))
+        return status
     table = Table(title=f"{args.model} on {args.data}: accuracy {result['accuracy']:.2%} ({result['count']} images)")
     table.add_column("class")
     table.add_column("accuracy", justify="right")
@@ -195,7 +200,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         table.add_row(name, f"{accuracy:.2%}")
     console.print(table)
     console.print(f"confusion matrix: {figure}")
-    return 0
+    if unreadable:
+        console.print(f"[yellow]{len(unreadable)} unreadable images left out (listed above)[/]")
+    return status
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

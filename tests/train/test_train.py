@@ -155,3 +155,32 @@ def test_predict_reads_each_weights_with_its_own_preprocessing(tmp_path, capsys,
     assert main(["predict", "resnet18", "--weights", str(tmp_path / "tv.pth"), str(folder / "a" / "0.png"),
                  "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["top"]) == 5
+    (folder / "b" / "broken.png").write_bytes((folder / "b" / "0.png").read_bytes()[:20])  # truncated
+    assert main(["evaluate", "nas_child", "--weights", str(weights), "--data", str(folder), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["count"] == 16 and "broken.png" in json.loads(captured.out)["unreadable"][0]
+    assert "skipped" in captured.err and "broken.png" in captured.err
+
+
+def test_friendlier_training_settings(tmp_path, tiny_run):
+    from rich.console import Console
+
+    with pytest.raises(ValueError, match="32 training images give no full batch of 64: pass --batch-size 32"):
+        train(TrainConfig(out=tmp_path / "a", **{**tiny_run, "batch_size": 64}))
+    folder = tmp_path / "images"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (12, 10), (30 * i, 0, 0)).save(folder / label / f"{i}.png")
+    console = Console(record=True, width=200)
+    train(TrainConfig(out=tmp_path / "b", data=str(folder), input_size=96, small_input=True,
+                      **{**tiny_run, "epochs": 1, "batch_size": 8}), console)
+    assert "warning: --small-input at 96x96 costs" in console.export_text()
+
+
+def test_a_checkpoint_without_auxiliary_heads_says_what_to_build(tmp_path):
+    import vertebra
+
+    vertebra.save_weights(vertebra.create_model("googlenet_tv", aux_logits=False, num_classes=3), tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match="no auxiliary classifiers: build the model with aux_logits=False"):
+        vertebra.load_weights(vertebra.create_model("googlenet_tv", num_classes=3), tmp_path / "w.safetensors")

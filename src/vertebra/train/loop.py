@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from ..analysis import count_macs
 from ..hardware import cpu_supports_bf16
 from ..registry import create_model, model_info
 from ..durable import FolderLock, check_output_folder, differing, holds_work, read_json, sync_folder, write_json
@@ -112,6 +113,18 @@ def run_identity(config: TrainConfig, data: DataSplits, world: World) -> dict:
 def _small_input(config: TrainConfig, data: DataSplits) -> bool:
     """The 32x32 stem: as asked, else for inputs of 64 pixels or less."""
     return config.small_input if config.small_input is not None else data.input_size <= 64
+
+
+def _warn_small_input_cost(config: TrainConfig, data: DataSplits, console: Console) -> None:
+    """The 32x32 stem keeps a large image's full resolution: say what that costs."""
+    if not config.small_input or data.input_size <= 64:
+        return
+    with torch.device("meta"):  # shapes only: counting costs no memory
+        small, usual = (count_macs(create_model(config.model, num_classes=len(data.classes), small_input=flag,
+                                                **config.model_kwargs), data.input_size) for flag in (True, False))
+    console.print(f"[yellow]warning: --small-input at {data.input_size}x{data.input_size} costs "
+                  f"{small / max(usual, 1):.0f}x the multiply-adds of {config.model}'s own stem "
+                  f"({small / 1e9:.1f}G per image); the 32x32 stem is meant for images of 64 pixels or less[/]")
 
 
 def build_model(config: TrainConfig, data: DataSplits) -> nn.Module:
@@ -218,7 +231,10 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
     loader = DataLoader(data.train, batch_size=config.batch_size // world.size, sampler=sampler, drop_last=True,
                         collate_fn=collate)
     if len(loader) == 0:
-        raise ValueError(f"{len(data.train)} training images give no full batch of {config.batch_size}")
+        fits = 2 ** (len(data.train) // world.size).bit_length() // 2 * world.size  # the largest power of two
+        raise ValueError(f"{len(data.train)} training images give no full batch of {config.batch_size}: "
+                         f"pass --batch-size {fits} (or fewer)")
+    _warn_small_input_cost(config, data, console)
     optimizer, scheduler = build_optimizer(config, model, len(loader))
     manifest = _prepare_output(config, world, console, run_identity(config, data, world), model, optimizer,
                                scheduler)

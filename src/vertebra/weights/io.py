@@ -208,6 +208,8 @@ def _mismatch_message(model, path, layout, card, missing, unexpected, conflicts)
         if keys:
             more = f" ... and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
             lines.append(f"  {label} ({len(keys)}): {', '.join(keys[:_SHOWN])}{more}")
+    if missing and not unexpected and not conflicts and all(k.startswith("aux") for k in missing):
+        lines.append("  the file has no auxiliary classifiers: build the model with aux_logits=False")
     return "\n".join(lines)
 
 
