@@ -376,7 +376,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from .durable import check_output_folder, write_json
 
-    card = model_info(args.model)  # fail on a wrong name before any work
+    model_info(args.model)  # fail on a wrong name before any work
     out = Path(args.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder: name the file to write, e.g. {out / (args.model + '.onnx')}")
@@ -393,7 +393,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         require("onnx")
         require("onnxruntime")
     model = _model_to_export(args).eval()
-    size = args.input_size or card.input_size
+    preprocessing = _export_data_config(args)  # what the weights expect: their input size by default
+    size = args.input_size or preprocessing.input_size
     if onnx:
         export_onnx(model, out, input_size=size, dynamic_batch=args.dynamic_batch,
                     opset=DEFAULT_OPSET if args.opset is None else args.opset)
@@ -410,8 +411,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         console.print(f"[red]the relative error exceeds {tolerance:.0e}: the file does not reproduce the model[/]",
                       soft_wrap=True)
         return 1
-    preprocessing = write_json(out.with_name(f"{out.stem}.preprocessing.json"), _export_data_config(args).to_dict())
-    console.print(f"wrote {preprocessing}: the preprocessing its inputs need", soft_wrap=True)
+    written = write_json(out.with_name(f"{out.stem}.preprocessing.json"), preprocessing.to_dict())
+    console.print(f"wrote {written}: the preprocessing its inputs need", soft_wrap=True)
     return 0
 
 
