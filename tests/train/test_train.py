@@ -134,6 +134,7 @@ def test_bf16_autocast_trains_or_says_why_not(tmp_path, monkeypatch):
 def test_predict_reads_each_weights_with_its_own_preprocessing(tmp_path, capsys, tiny_run):
     """A run on an image folder records the preprocessing it evaluated with; a torchvision checkpoint
     (the parity fixture's synthetic weights) predicts with torchvision's published one."""
+    import vertebra
     from vertebra.data_config import published
     from vertebra.testing import synthetic_state_dict
     from vertebra.train.predict import load_trained
@@ -145,8 +146,9 @@ def test_predict_reads_each_weights_with_its_own_preprocessing(tmp_path, capsys,
             Image.new("RGB", (12, 10), (30 * i, 0, 0 if label == "a" else 200)).save(folder / label / f"{i}.png")
     train(TrainConfig(out=tmp_path / "run", data=str(folder), input_size=32, **{**tiny_run, "epochs": 1, "batch_size": 8}))
     weights = next((tmp_path / "run").glob("best-e*[0-9].safetensors"))
-    _, metadata = load_trained("nas_child", weights)
+    trained, metadata = load_trained("nas_child", weights)
     assert metadata["data_config"]["input_size"] == 32 and metadata["data_config"]["resize_size"] == 37
+    assert vertebra.data_config(trained).resize_size == 37  # loading the weights brings their preprocessing
     fixture = json.loads((Path(__file__).parents[1] / "fixtures" / "reference" / "resnet18.json").read_text())
     torch.save(synthetic_state_dict(fixture["manifest"], 0), tmp_path / "tv.pth")
     model, metadata = load_trained("resnet18", tmp_path / "tv.pth")

@@ -17,6 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from ..data_config import DataConfig
 from ..durable import write_file
 from .keymaps import KEYMAPS
 
@@ -127,6 +128,9 @@ def load_weights(model: nn.Module, path: str | Path, *, layout: str = "auto",
     if missing or unexpected or conflicts:
         raise ValueError(_mismatch_message(model, path, name, card, missing, unexpected, conflicts))
     model.load_state_dict(state, strict=True)
+    saved = ((card or {}).get("metadata") or {}).get("data_config")
+    if saved:  # the preprocessing these weights were trained with: vertebra.data_config(model) gives it
+        model.data_config = DataConfig.from_dict(saved)
     return report
 
 
