@@ -307,6 +307,54 @@ def _space(args: argparse.Namespace) -> tuple[str, dict]:
     return "models", {"candidates": tuple(args.candidates)}
 
 
+def cmd_scale(args: argparse.Namespace) -> int:
+    """Compound scaling: search alpha, beta, gamma at phi = 1 and train the scaling curves
+    (``search``), or build the baseline scaled by given coefficients (``build``)."""
+    from .analysis import count_macs
+    from .design.scaling import CompoundScaling, scaled_genotype
+
+    if args.action == "build":
+        scaling = CompoundScaling(args.alpha, args.beta, args.gamma, base_resolution=args.base_resolution)
+        coefficients = scaling.coefficients(args.phi)
+        kwargs = scaled_genotype(args.baseline, coefficients)["kwargs"]  # a family lacking one: the clear error
+        model = create_model(args.baseline, **kwargs, small_input=coefficients.resolution <= 64)
+        console.print(f"{args.baseline} at phi {args.phi:g}: width_mult {kwargs['width_mult']:g}, depth_mult "
+                      f"{kwargs['depth_mult']:g}, resolution {coefficients.resolution}; "
+                      f"{count_params(model) / 1e6:.2f}M parameters, "
+                      f"{count_macs(model, coefficients.resolution) / 1e6:.1f}M multiply-adds")
+        return 0
+    return _scale_search(args)
+
+
+def _scale_search(args: argparse.Namespace) -> int:
+    from .design.nas import TrialSettings
+    from .design.nas.plots import plot_scaling
+    from .design.scaling import ScalingCoefficients, scaled_genotype, scaling_curves, search_coefficients
+    from .durable import FolderLock, check_output_folder
+
+    scaled_genotype(args.baseline, ScalingCoefficients(1.0, 1.0, args.base_resolution))  # before any work
+    out = check_output_folder(Path(args.out))
+    settings = TrialSettings(epochs=args.epochs, data=args.data, limit=args.limit)
+    run = dict(executor=args.executor, workers=args.workers, seed=args.seed)
+    with FolderLock(out):
+        with console.status(f"step 1: {args.baseline} at phi = 1 over the alpha-beta-gamma grid"):
+            scaling, grid = search_coefficients(args.baseline, settings, out / "grid", step=args.grid_step,
+                                                limit=args.grid_limit, base_resolution=args.base_resolution, **run)
+        table = Table(title=f"step 1: {args.baseline} scaled at phi = 1 (alpha * beta^2 * gamma^2 ~ 2)")
+        for column in ("point", "resolution", "MACs", "validation accuracy"):
+            table.add_column(column, justify="left" if column == "point" else "right")
+        for record in grid:
+            table.add_row(record["label"], str(record["resolution"]), f"{record.get('macs', 0) / 1e6:.1f}M",
+                          f"{record['val_accuracy']:.2%}")
+        console.print(table)
+        console.print(f"[bold]found alpha {scaling.alpha:g}, beta {scaling.beta:g}, gamma {scaling.gamma:g}[/bold]")
+        with console.status(f"step 2: phi = {', '.join(map(str, args.phis))}, one dimension against all three"):
+            curves = scaling_curves(args.baseline, scaling, settings, out / "curves", phis=args.phis, **run)
+        figure = plot_scaling(curves, out / "scaling.png", f"scaling {args.baseline} on {args.data}")
+    console.print(f"scaling curves: {figure}; journals in {out / 'grid'} and {out / 'curves'}")
+    return 0
+
+
 def _objective(args: argparse.Namespace, trial):
     """--objective mnas: MnasNet's reward with the target in milliseconds, or a model's measured latency
     (its MACs with --cost macs); a resumed search keeps the target it was started with."""
@@ -564,6 +612,27 @@ def build_parser() -> argparse.ArgumentParser:
                      "weight decay x batch size (default), or the paper's lr x weight decay x batch-norm epsilon "
                      "x decay point")
     nas.set_defaults(run=cmd_search)
+    scale = commands.add_parser("scale", help="compound scaling (EfficientNet): search alpha, beta, gamma; build")
+    scale.add_argument("action", choices=("search", "build"))
+    scale.add_argument("baseline", help="a registered model whose family takes width_mult and depth_mult")
+    scale.add_argument("--base-resolution", type=_positive, default=32, help="the baseline's input size "
+                       "(default 32: the digits)")
+    scale.add_argument("--alpha", type=float, default=1.2, help="build: depth coefficient (default: B0's 1.2)")
+    scale.add_argument("--beta", type=float, default=1.1, help="build: width coefficient (default 1.1)")
+    scale.add_argument("--gamma", type=float, default=1.15, help="build: resolution coefficient (default 1.15)")
+    scale.add_argument("--phi", type=float, default=1.0, help="build: the compound coefficient")
+    scale.add_argument("--grid-step", type=float, default=0.1, help="search: the alpha, beta, gamma grid's step")
+    scale.add_argument("--grid-limit", type=float, default=2.0, help="search: the grid's largest coefficient")
+    scale.add_argument("--phis", type=_positive, nargs="+", default=[1, 2, 3], help="search: the curves' phi")
+    scale.add_argument("--data", default="digits", help="'digits' (embedded) or an image folder")
+    scale.add_argument("--epochs", type=_positive, default=2, help="search: training epochs per point")
+    scale.add_argument("--limit", type=_positive, help="search: train on only N images (a quick check)")
+    scale.add_argument("--workers", type=_positive, default=2)
+    scale.add_argument("--executor", choices=tuple(EXECUTORS), default="local")
+    scale.add_argument("--seed", type=int, default=0)
+    scale.add_argument("--out", default="runs/scale", help="search: output folder; a rerun resumes it, "
+                       "training only the points it lacks")
+    scale.set_defaults(run=cmd_scale)
     export = commands.add_parser("export", help="write a model as ONNX or TorchScript and check the file")
     export.add_argument("model")
     export.add_argument("--format", choices=("onnx", "torchscript"), required=True)

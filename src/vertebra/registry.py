@@ -110,6 +110,13 @@ def list_models(pattern: str = "*", include_aliases: bool = False) -> list[str]:
     return sorted(name for name in names if fnmatch.fnmatchcase(name, pattern))
 
 
+def builder_defaults(name: str) -> dict:
+    """The keyword arguments ``name`` is built with unless told otherwise (``mobilenet_v2_050``:
+    ``width_mult=0.5``): what a scaled variant of it multiplies."""
+    parameters = inspect.signature(_entry(name).builder).parameters
+    return {key: p.default for key, p in parameters.items() if p.default is not inspect.Parameter.empty}
+
+
 def model_info(name: str) -> ModelCard:
     """The model card of a registered model (an alias gives its model's card)."""
     return _entry(name).card

@@ -85,3 +85,60 @@ def test_scale_model_builds_any_family_with_width_and_depth_multipliers():
         assert count_params(b7) == vertebra.model_info("efficientnet_b7").params
         with pytest.raises(TypeError, match="width_mult"):
             scale_model("resnet50", CompoundScaling().coefficients(1))
+
+
+def scaled_trial(spec):
+    """Instant: accuracy grows with depth and resolution, less with width (step 1 must find depth)."""
+    kwargs = spec["genotype"]["kwargs"]
+    accuracy = 0.5 + 0.2 * kwargs["depth_mult"] + 0.1 * kwargs["width_mult"] + 0.002 * spec["input_size"]
+    return {"trial": spec["trial"], "genotype": spec["genotype"], "history": [min(accuracy, 0.99)],
+            "macs": int(1e6 * kwargs["depth_mult"] * kwargs["width_mult"] ** 2 * (spec["input_size"] / 32) ** 2),
+            "input_size": spec["input_size"], "epochs": spec["epochs"]}
+
+
+def test_the_search_trains_the_grid_finds_the_best_and_resumes(tmp_path, monkeypatch):
+    from vertebra.design.nas import TrialSettings
+    from vertebra.design.nas.plots import plot_scaling
+    from vertebra.design.scaling import scaled_genotype, scaling_curves, search_coefficients
+
+    calls = []
+    monkeypatch.setattr("vertebra.design.nas.trial.run_trial", lambda spec: calls.append(spec) or scaled_trial(spec))
+    assert scaled_genotype("mobilenet_v2_050", ScalingCoefficients(1.2, 1.5, 32))["kwargs"] == \
+        {"width_mult": 0.6, "depth_mult": 1.5}  # the baseline's own 0.5 times beta
+    with pytest.raises(ValueError, match="resnet18 takes no width_mult or depth_mult"):
+        scaled_genotype("resnet18", ScalingCoefficients(1.0, 1.0, 32))
+    settings = TrialSettings(epochs=1)
+    scaling, grid = search_coefficients("mobilenet_v2_050", settings, tmp_path / "grid", step=0.2, executor="inline")
+    assert (scaling.alpha, scaling.beta, scaling.gamma) == (2.0, 1.0, 1.0)  # depth pays most in the fake
+    assert grid[0]["label"] == "baseline" and len(grid) == 1 + len(list(constrained_grid(0.2)))
+    assert [r["resolution"] for r in grid if r["label"] == "alpha 1, beta 1, gamma 1.4"] == [45]
+    trained = len(calls)
+    again, _ = search_coefficients("mobilenet_v2_050", settings, tmp_path / "grid", step=0.2, executor="inline")
+    assert len(calls) == trained and again == scaling  # resumed from the journal: nothing trained twice
+    with pytest.raises(ValueError, match="holds a grid of other settings"):
+        search_coefficients("mobilenet_v2_050", settings, tmp_path / "grid", step=0.5, executor="inline")
+    curves = scaling_curves("mobilenet_v2_050", scaling, settings, tmp_path / "curves", phis=(1, 2), executor="inline")
+    assert [r["label"] for r in curves] == ["baseline"] + ["width", "depth", "resolution", "compound"] * 2
+    compound = [r for r in curves if r["label"] == "compound"]
+    assert [r["genotype"]["kwargs"]["depth_mult"] for r in compound] == [2.0, 4.0]
+    figure = plot_scaling(curves, tmp_path / "scaling.png", "fake")
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_depth_multiplier_resolution_and_the_grid_limit():
+    from vertebra.train.data import digits
+
+    deeper = vertebra.create_model("mobilenet_v2_050", depth_mult=1.5, num_classes=10, small_input=True)
+    assert sum(len(stage) for stage in deeper.stages) == 28  # the rows' 1,2,3,4,3,3,1 repeats x1.5, rounded up
+    assert digits(48).train.images.shape[-1] == 48 and digits().train.images.shape[-1] == 32
+    assert max(max(point) for point in constrained_grid(0.15, 2.0)) <= 2.0
+
+
+def test_the_command_line_builds_a_scaled_baseline(capsys):
+    from vertebra.cli import main
+
+    assert main(["scale", "build", "mobilenet_v2_050", "--phi", "2"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "width_mult 0.605, depth_mult 1.44, resolution 42" in out
+    assert main(["scale", "search", "resnet18", "--out", "/nonexistent/never"]) == 2  # refused before any work
+    assert "resnet18 takes no width_mult or depth_mult" in capsys.readouterr().err

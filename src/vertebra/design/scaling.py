@@ -3,19 +3,23 @@
 Scale a baseline's depth by alpha^phi, its width by beta^phi and its input resolution by
 gamma^phi, with alpha * beta^2 * gamma^2 ~ 2 and alpha, beta, gamma >= 1: a network's FLOPs
 grow with depth, width squared and resolution squared, so each step of phi about doubles them.
-Step 1 of the method searches alpha, beta, gamma on a grid at phi = 1 (``constrained_grid``);
-step 2 fixes them and scales up with larger phi (``CompoundScaling.coefficients``).  The
-coefficients apply to any stage table (``scale_stages``) or to any registered family that
-takes ``width_mult`` and ``depth_mult`` (``scale_model``).
+Step 1 of the method searches alpha, beta, gamma on a grid at phi = 1 (``constrained_grid``,
+trained by ``search_coefficients``); step 2 fixes them and scales up with larger phi
+(``CompoundScaling.coefficients``; ``scaling_curves`` trains phi = 1..N against scaling one
+dimension alone, the paper's Figures 3 and 8).  The coefficients apply to any stage table
+(``scale_stages``) or to any registered family that takes ``width_mult`` and ``depth_mult``
+(``scale_model``, ``scaled_genotype``).  Trials are the architecture search's: its executors and
+its resumable journal.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..layers.scaling import round_channels, round_repeats
-from ..registry import create_model
+from ..registry import builder_defaults, create_model
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ def constrained_grid(step: float = 0.05, limit: float = 2.0, target: float = 2.0
     whose alpha * beta^2 * gamma^2 is within ``tolerance`` (relative) of ``target``."""
     if not 0 < step < limit - 1:
         raise ValueError(f"step must be in (0, limit - 1), got step={step}, limit={limit}")
-    values = [round(1.0 + i * step, 10) for i in range(int(round((limit - 1.0) / step)) + 1)]
+    values = [v for i in range(int(round((limit - 1.0) / step)) + 1) if (v := round(1.0 + i * step, 10)) <= limit]
     for alpha in values:
         for beta in values:
             for gamma in values:
@@ -102,3 +106,59 @@ def scale_model(name: str, coefficients: ScalingCoefficients, **kwargs):
     ``coefficients.resolution`` (families that record it take ``resolution=`` in ``kwargs``).
     """
     return create_model(name, width_mult=coefficients.width, depth_mult=coefficients.depth, **kwargs)
+
+
+def scaled_genotype(baseline: str, coefficients: ScalingCoefficients) -> dict:
+    """The baseline scaled, as a trial builds it: its own width and depth multipliers times the
+    coefficients' (``mobilenet_v2_050`` at width 1.2 is width_mult 0.6)."""
+    own = builder_defaults(baseline)
+    lacking = [key for key in ("width_mult", "depth_mult") if key not in own]
+    if lacking:
+        raise ValueError(f"{baseline} takes no {' or '.join(lacking)}: compound scaling needs a family with "
+                         f"both (efficientnet, mobilenet_v2)")
+    return {"space": "models", "model": baseline,
+            "kwargs": {"width_mult": round(own["width_mult"] * coefficients.width, 6),
+                       "depth_mult": round(own["depth_mult"] * coefficients.depth, 6)}}
+
+
+def train_points(baseline: str, points: list[tuple[str, ScalingCoefficients]], settings, out: Path,
+                 executor: str = "local", workers: int = 2, seed: int = 0) -> list[dict]:
+    """Each labelled scaling of the baseline trained as a search trial at its resolution; resumable
+    (a finished point is never trained again).  Records carry ``label`` and the coefficients."""
+    from .nas.executors import run_grid
+    from .nas.objectives import AccuracyObjective, scored
+    from .nas.trial import trial_spec
+
+    specs = [trial_spec(i, scaled_genotype(baseline, c), settings, Path(out) / f"{i:03d}", seed * 100_003 + i,
+                        input_size=c.resolution) for i, (_, c) in enumerate(points)]
+    identity = {"baseline": baseline, "points": [[label, asdict(c)] for label, c in points],
+                "settings": asdict(settings), "seed": seed}
+    records = scored(run_grid(out, identity, specs, executor, workers), AccuracyObjective(power=1.0))
+    return [{**record, "label": label, **asdict(c)} for record, (label, c) in zip(records, points)]
+
+
+def search_coefficients(baseline: str, settings, out: Path, *, step: float = 0.1, limit: float = 2.0,
+                        base_resolution: int = 32, **run) -> tuple[CompoundScaling, list[dict]]:
+    """Step 1: the baseline (first) and every (alpha, beta, gamma) of the constrained grid at phi = 1,
+    trained; the most accurate grid point's coefficients, and every record."""
+    grid = list(constrained_grid(step, limit))
+    points = [("baseline", ScalingCoefficients(1.0, 1.0, base_resolution))]
+    points += [(f"alpha {a:g}, beta {b:g}, gamma {g:g}", CompoundScaling(a, b, g, base_resolution).coefficients(1))
+               for a, b, g in grid]
+    records = train_points(baseline, points, settings, out, **run)
+    best = max(range(1, len(records)), key=lambda i: (records[i]["val_accuracy"], -i))
+    return CompoundScaling(*grid[best - 1], base_resolution=base_resolution), records
+
+
+def scaling_curves(baseline: str, scaling: CompoundScaling, settings, out: Path, *, phis: Sequence[int] = (1, 2, 3),
+                   **run) -> list[dict]:
+    """Step 2 against one dimension alone: the baseline, then for each phi its width only (beta^phi),
+    depth only (alpha^phi), resolution only (gamma^phi) and all three, trained alike."""
+    base = scaling.base_resolution
+    points = [("baseline", ScalingCoefficients(1.0, 1.0, base))]
+    for phi in phis:
+        both = scaling.coefficients(phi)
+        points += [("width", ScalingCoefficients(both.width, 1.0, base)),
+                   ("depth", ScalingCoefficients(1.0, both.depth, base)),
+                   ("resolution", ScalingCoefficients(1.0, 1.0, both.resolution)), ("compound", both)]
+    return train_points(baseline, points, settings, out, **run)

@@ -15,7 +15,7 @@ from torch import nn
 from ..backbone import Backbone, ClassifierHead, FeatureInfo
 from ..layers import ConvNormAct, InvertedResidual
 from ..layers.inverted_residual import repeated_blocks
-from ..layers.scaling import round_channels
+from ..layers.scaling import round_channels, round_repeats
 from ..registry import register
 
 ReLU6 = partial(nn.ReLU6, inplace=True)
@@ -37,14 +37,15 @@ class MobileNetV2(Backbone):
 
     Every layer's width is ``round_channels(c, width_mult)``, a multiple of 8; the last convolution
     keeps its 1280 channels for multipliers below one, as the paper says ("we apply width multiplier
-    to all layers except the very last convolutional layer").  ``small_input`` makes the stem stride 1.
+    to all layers except the very last convolutional layer").  ``depth_mult`` scales each row's
+    repeats n, rounded up (compound scaling's depth axis).  ``small_input`` makes the stem stride 1.
     """
 
     first_conv = "stem.conv"
     head_modules = ("conv_head", "head")
 
-    def __init__(self, width_mult: float = 1.0, *, num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.2, small_input: bool = False):
+    def __init__(self, width_mult: float = 1.0, *, depth_mult: float = 1.0, num_classes: int = 1000,
+                 in_chans: int = 3, drop_rate: float = 0.2, small_input: bool = False):
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                          small_input=small_input)
         in_chs = round_channels(STEM_WIDTH, width_mult, layer="the stem conv")
@@ -53,7 +54,7 @@ class MobileNetV2(Backbone):
         stages = []
         for index, rows in enumerate(STAGES):
             stage, in_chs, stride = repeated_blocks(
-                in_chs, [(round_channels(c, width_mult), n, s, t) for t, c, n, s in rows],
+                in_chs, [(round_channels(c, width_mult), round_repeats(n, depth_mult), s, t) for t, c, n, s in rows],
                 lambda chs, out_chs, stride, t: InvertedResidual(chs, out_chs, 3, stride, round(chs * t), act=ReLU6))
             reduction *= stride
             stages.append(stage)

@@ -71,15 +71,15 @@ class TensorImages(Dataset):
         return self.images[index], int(self.labels[index])
 
 
-@functools.lru_cache(maxsize=1)
-def _digits_tensors() -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
-    """The digits as 32x32 RGB tensors and the split's indices: read once per process (read-only)."""
+@functools.lru_cache(maxsize=2)
+def _digits_tensors(size: int = DIGITS_SIZE) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
+    """The digits as size x size RGB tensors and the split's indices: read once per process (read-only)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     data = load_digits()
     images = torch.tensor(data.images, dtype=torch.float32)[:, None] / 16.0  # 8x8, ink in [0, 1]
-    images = F.interpolate(images, size=(DIGITS_SIZE, DIGITS_SIZE), mode="bilinear", align_corners=False)
+    images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     images = ((images - 0.5) / 0.5).expand(-1, 3, -1, -1).contiguous()
     index = np.arange(len(data.target))
     train, rest = train_test_split(index, test_size=0.3, stratify=data.target, random_state=0)
@@ -87,15 +87,18 @@ def _digits_tensors() -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]
     return images, torch.tensor(data.target), {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
-def digits() -> DataSplits:
-    """scikit-learn's 1,797 handwritten digits as 32x32 RGB tensors, split 70/15/15 by class.
+def digits(size: int = DIGITS_SIZE) -> DataSplits:
+    """scikit-learn's 1,797 handwritten digits as 32x32 RGB tensors (``size``: another resolution,
+    as compound scaling's resolution axis needs), split 70/15/15 by class.
 
     The split is fixed (random_state=0) and independent of the training seed.
     """
-    images, labels, splits = _digits_tensors()
+    if type(size) is not int or size < 8:
+        raise ValueError(f"the digits are 8x8 images: an input size of at least 8 is needed, got {size!r}")
+    images, labels, splits = _digits_tensors(size)
     split = {name: TensorImages(images[torch.from_numpy(i)], labels[torch.from_numpy(i)]) for name, i in splits.items()}
     return DataSplits("digits", split["train"], split["val"], split["test"], [str(d) for d in range(10)], 3,
-                      DIGITS_SIZE, {"source": "digits", "images": len(labels)})
+                      size, {"source": "digits", "images": len(labels)})
 
 
 def class_names(root: Path) -> list[str]:
@@ -167,11 +170,12 @@ def image_folder(train: str | Path, val: str | Path | None, val_split: float, in
     return DataSplits(str(train), train_set, val_set, None, dataset.classes, 3, input_size, fingerprint)
 
 
-def load_data(data: str, *, val: str | None = None, val_split: float = 0.1, input_size: int = 224,
+def load_data(data: str, *, val: str | None = None, val_split: float = 0.1, input_size: int | None = None,
               seed: int = 0) -> DataSplits:
+    """The digits (32x32 unless ``input_size`` says otherwise) or an image folder (224 by default)."""
     if data == "digits":
-        return digits()
-    return image_folder(data, val, val_split, input_size, seed)
+        return digits(input_size or DIGITS_SIZE)
+    return image_folder(data, val, val_split, input_size or 224, seed)
 
 
 def collate(batch: list) -> tuple[torch.Tensor | None, torch.Tensor | None, list[BadImage]]:

@@ -34,7 +34,7 @@ class TrainConfig:
     data: str = "digits"
     val: str | None = None
     val_split: float = 0.1
-    input_size: int | None = None  # image folders; default: the model's
+    input_size: int | None = None  # default: 32 for the digits, the model's card for image folders
     epochs: int = 10
     batch_size: int = 64  # global: split over the processes
     lr: float | None = None  # default: 0.1 x batch / 256 for SGD, 1e-3 for AdamW
@@ -221,8 +221,8 @@ def _one_writer(out: Path, world: World):
 def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
     start_time = time.perf_counter()
     seed_everything(config.seed)
-    data = load_data(config.data, val=config.val, val_split=config.val_split,
-                     input_size=config.input_size or model_info(config.model).input_size, seed=config.seed)
+    size = config.input_size or (None if config.data == "digits" else model_info(config.model).input_size)
+    data = load_data(config.data, val=config.val, val_split=config.val_split, input_size=size, seed=config.seed)
     if config.limit is not None:
         data.train = Subset(data.train, range(min(config.limit, len(data.train))))
     model = build_model(config, data).to(world.device)

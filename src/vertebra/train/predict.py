@@ -38,7 +38,7 @@ def transform_of(metadata: dict) -> EvalTransform:
 
 def evaluation_set(data: str, metadata: dict):
     if data == "digits":
-        return digits().test
+        return digits(metadata.get("input_size") or DIGITS_SIZE).test
     folder = ImageFolder(data, metadata.get("classes"))
     return _Augmented(folder, transform_of(metadata))
 
@@ -56,7 +56,8 @@ def load_image(path: str | Path, metadata: dict) -> torch.Tensor:
         with Image.open(path) as image:
             if metadata.get("data") == "digits":
                 grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-                tensor = F.interpolate(torch.from_numpy(grey)[None, None], size=(DIGITS_SIZE, DIGITS_SIZE),
+                size = metadata.get("input_size") or DIGITS_SIZE
+                tensor = F.interpolate(torch.from_numpy(grey)[None, None], size=(size, size),
                                        mode="bilinear", align_corners=False, antialias=True)[0]
                 return ((tensor - 0.5) / 0.5).expand(3, -1, -1)
             rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy())

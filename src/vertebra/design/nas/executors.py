@@ -161,3 +161,29 @@ def run_specs(specs: list[dict], journal, executor: str, workers: int, address: 
     finally:
         runner.close()
     return records
+
+
+def run_grid(out, identity: dict, specs: list[dict], executor: str, workers: int,
+             address: str | None = None) -> list[dict]:
+    """A fixed set of trials (``spec["trial"]`` their index), resumable: ``out/grid.json`` records
+    what they are and a different set is refused; each finished trial is appended to
+    ``out/journal.jsonl`` and never run again.  Returns the records in index order."""
+    from pathlib import Path
+
+    from ...durable import check_output_folder, differing, read_json, write_json
+    from .journal import Journal
+
+    out = check_output_folder(Path(out), "the grid folder")
+    if (out / "grid.json").exists():
+        recorded = read_json(out / "grid.json", "the grid's identity")
+        if recorded != identity:
+            raise ValueError(f"{out} holds a grid of other settings (differing: "
+                             f"{', '.join(differing(recorded, identity))}); move it away to run this one")
+    else:
+        write_json(out / "grid.json", identity)
+    journal = Journal(out / "journal.jsonl")
+    journal.trim()
+    finished = {record["trial"]: record for record in journal.read()}
+    for record in run_specs([s for s in specs if s["trial"] not in finished], journal, executor, workers, address):
+        finished[record["trial"]] = record
+    return [finished[i] for i in sorted(finished)]

@@ -19,10 +19,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ...durable import FolderLock, check_output_folder, differing, read_json, write_json
+from ...durable import FolderLock, check_output_folder, read_json, write_json
 from ...weights import save_weights
-from .executors import run_specs
-from .journal import Journal
+from .executors import run_grid
 from .objectives import AccuracyObjective, scored
 from .space import model_args
 from .trial import TrialSettings, trial_spec
@@ -61,24 +60,10 @@ def grid_search(genotype: dict, grid: Grid, settings: TrialSettings, out: Path, 
                 ray_address: str | None, seed: int) -> list[dict]:
     """Every grid point trained as a trial; finished points (in ``out/journal.jsonl``) are not re-run.
     ``out/grid.json`` records what the points are; a different grid, genotype or setting is refused."""
-    check_output_folder(out, "the grid folder")
     identity = {"genotype": genotype, "points": grid.points(), "settings": settings.__dict__, "seed": seed}
-    if (out / "grid.json").exists():
-        recorded = read_json(out / "grid.json", "the grid's identity")
-        if recorded != identity:
-            changes = ", ".join(differing(recorded, identity))
-            raise ValueError(f"{out} holds a grid search of other settings (differing: {changes}); "
-                             f"move it away to search this grid")
-    else:
-        write_json(out / "grid.json", identity)
-    journal = Journal(out / "journal.jsonl")
-    journal.trim()
-    finished = {r["trial"]: r for r in journal.read()}
     specs = [trial_spec(index, genotype, settings, out / f"{index:03d}", seed, **point)
-             for index, point in enumerate(grid.points()) if index not in finished]
-    for record in run_specs(specs, journal, executor, workers, ray_address):
-        finished[record["trial"]] = record
-    return [finished[i] for i in sorted(finished)]
+             for index, point in enumerate(grid.points())]
+    return run_grid(out, identity, specs, executor, workers, ray_address)
 
 
 def train_final(genotype: dict, point: dict, settings: TrialSettings, epochs: int, out: Path, seed: int,

@@ -38,8 +38,6 @@ def plot_pareto(records: list[dict], front: list[dict], cost: str, target: float
                 references: list[dict] = ()) -> Path:
     """Accuracy against cost for every trial, the Pareto front joined and highlighted, the target
     marked, and the hand-designed reference models (trained likewise) as labelled points."""
-    from ...durable import write_file
-
     unit = "predicted latency (ms, batch 1)" if cost == "latency_ms" else "multiply-adds"
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     good = [r for r in records if not r.get("error")]
@@ -55,7 +53,26 @@ def plot_pareto(records: list[dict], front: list[dict], cost: str, target: float
             ax.annotate(r["genotype"]["model"], (r[cost], 100 * r["val_accuracy"]), textcoords="offset points",
                         xytext=(5, 4), fontsize=8)
     ax.axvline(target, color="gray", linestyle="--", label=f"target {target:.3g}")
-    ax.set(xlabel=unit, ylabel="validation accuracy (%)", title=title)
+    return _save_accuracy_plot(fig, ax, path, unit, title)
+
+
+def plot_scaling(records: list[dict], path: Path, title: str) -> Path:
+    """Accuracy against multiply-adds for each way of scaling one baseline (EfficientNet's Figures 3
+    and 8): width only, depth only, resolution only and compound, each from the baseline up."""
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    base = next(r for r in records if r["label"] == "baseline")
+    for label, marker in (("width", "s"), ("depth", "^"), ("resolution", "D"), ("compound", "o")):
+        curve = [base] + [r for r in records if r["label"] == label and not r.get("error")]
+        ax.plot([r["macs"] / 1e6 for r in curve], [100 * r["val_accuracy"] for r in curve], marker=marker,
+                label=label, linewidth=2.5 if label == "compound" else 1.5)
+    return _save_accuracy_plot(fig, ax, path, "multiply-adds (millions, at each point's resolution)", title)
+
+
+def _save_accuracy_plot(fig, ax, path: Path, xlabel: str, title: str) -> Path:
+    """Validation accuracy on the y axis, a grid and a legend; written atomically (vertebra.durable)."""
+    from ...durable import write_file
+
+    ax.set(xlabel=xlabel, ylabel="validation accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()

@@ -346,7 +346,7 @@ class ModelsSpace(SearchSpace):
 
     @classmethod
     def model_args(cls, genotype: dict, input_pool: int | None) -> tuple[str, dict]:
-        return genotype["model"], {}
+        return genotype["model"], dict(genotype.get("kwargs", {}))  # e.g. a scaled family's multipliers
 
 
 def model_args(genotype: dict, input_pool: int | None = None) -> tuple[str, dict]:
