@@ -124,12 +124,20 @@ def scaled_genotype(baseline: str, coefficients: ScalingCoefficients) -> dict:
 def train_points(baseline: str, points: list[tuple[str, ScalingCoefficients]], settings, out: Path,
                  executor: str = "local", workers: int = 2, seed: int = 0) -> list[dict]:
     """Each labelled scaling of the baseline trained as a search trial at its resolution; resumable
-    (a finished point is never trained again).  Records carry ``label`` and the coefficients."""
+    (a finished point is never trained again).  Records carry ``label`` and the coefficients.
+
+    Every point keeps the baseline's stem (the 32x32 stem where the baseline's input is 64 pixels
+    or less, however large the scaled input) and trains with the same seed, so that what differs
+    between two points is the scaling, not the stem or the draw of the data order."""
+    from dataclasses import replace
+
     from .nas.executors import run_grid
     from .nas.objectives import AccuracyObjective, scored
     from .nas.trial import trial_spec
 
-    specs = [trial_spec(i, scaled_genotype(baseline, c), settings, Path(out) / f"{i:03d}", seed * 100_003 + i,
+    if settings.small_input is None:
+        settings = replace(settings, small_input=points[0][1].resolution <= 64)
+    specs = [trial_spec(i, scaled_genotype(baseline, c), settings, Path(out) / f"{i:03d}", seed,
                         input_size=c.resolution) for i, (_, c) in enumerate(points)]
     identity = {"baseline": baseline, "points": [[label, asdict(c)] for label, c in points],
                 "settings": asdict(settings), "seed": seed}
@@ -153,12 +161,15 @@ def search_coefficients(baseline: str, settings, out: Path, *, step: float = 0.1
 def scaling_curves(baseline: str, scaling: CompoundScaling, settings, out: Path, *, phis: Sequence[int] = (1, 2, 3),
                    **run) -> list[dict]:
     """Step 2 against one dimension alone: the baseline, then for each phi its width only (beta^phi),
-    depth only (alpha^phi), resolution only (gamma^phi) and all three, trained alike."""
+    depth only (alpha^phi), resolution only (gamma^phi) and all three, trained alike.  A dimension
+    whose coefficient is 1 does not change the network, so its curve is left out."""
     base = scaling.base_resolution
-    points = [("baseline", ScalingCoefficients(1.0, 1.0, base))]
+    baseline_point = ScalingCoefficients(1.0, 1.0, base)
+    points = [("baseline", baseline_point)]
     for phi in phis:
         both = scaling.coefficients(phi)
-        points += [("width", ScalingCoefficients(both.width, 1.0, base)),
-                   ("depth", ScalingCoefficients(1.0, both.depth, base)),
-                   ("resolution", ScalingCoefficients(1.0, 1.0, both.resolution)), ("compound", both)]
+        alone = [("width", ScalingCoefficients(both.width, 1.0, base)),
+                 ("depth", ScalingCoefficients(1.0, both.depth, base)),
+                 ("resolution", ScalingCoefficients(1.0, 1.0, both.resolution)), ("compound", both)]
+        points += [(label, c) for label, c in alone if c != baseline_point]
     return train_points(baseline, points, settings, out, **run)

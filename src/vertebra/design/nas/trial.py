@@ -33,6 +33,7 @@ class TrialSettings:
     input_pool: int | None = None  # None: 4 for nas_cnn on the digits (8x8 images upsampled to 32x32,
     # so pooling by 4 loses nothing), else 1
     threads: int = 1  # each worker trains single-threaded, so K workers use K cores
+    small_input: bool | None = None  # the 32x32 stem; None: for inputs of 64 pixels or less
     extra_model_kwargs: dict = field(default_factory=dict)
 
 
@@ -62,7 +63,8 @@ def run_trial(spec: dict) -> dict:
                          batch_size=spec["batch_size"], lr=spec["lr"], optimizer=spec["optimizer"],
                          weight_decay=spec["weight_decay"], warmup_epochs=spec["warmup_epochs"],
                          seed=spec["seed"], out=folder, limit=spec["limit"], input_size=spec["input_size"],
-                         bn_eps=spec.get("bn_eps"), lr_decay_at=spec.get("lr_decay_at"), model_kwargs=kwargs)
+                         bn_eps=spec.get("bn_eps"), lr_decay_at=spec.get("lr_decay_at"), model_kwargs=kwargs,
+                         small_input=spec.get("small_input"))
     start = time.perf_counter()
     record = {"trial": spec["trial"], "genotype": spec["genotype"]}
     try:
