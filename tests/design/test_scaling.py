@@ -118,8 +118,10 @@ def test_the_search_trains_the_grid_finds_the_best_and_resumes(tmp_path, monkeyp
     with pytest.raises(ValueError, match="holds a grid of other settings"):
         search_coefficients("mobilenet_v2_050", settings, tmp_path / "grid", step=0.5, executor="inline")
     curves = scaling_curves("mobilenet_v2_050", scaling, settings, tmp_path / "curves", phis=(1, 2), executor="inline")
-    # beta = gamma = 1: width and resolution alone never change the network, so they are not trained
-    assert [r["label"] for r in curves] == ["baseline"] + ["depth", "compound"] * 2
+    assert [r["label"] for r in curves] == ["baseline"] + ["width", "depth", "resolution", "compound"] * 2
+    at_phi_2 = {r["label"]: r for r in curves[5:]}  # each dimension alone grows FLOPs as compound does: 2^phi
+    assert at_phi_2["depth"]["genotype"]["kwargs"]["depth_mult"] == 4.0 and at_phi_2["resolution"]["resolution"] == 64
+    assert at_phi_2["width"]["genotype"]["kwargs"]["width_mult"] == 1.0  # 0.5 x 2
     assert {spec["small_input"] for spec in calls} == {True} and {spec["seed"] for spec in calls} == {0}
     compound = [r for r in curves if r["label"] == "compound"]
     assert [r["genotype"]["kwargs"]["depth_mult"] for r in compound] == [2.0, 4.0]

@@ -160,16 +160,14 @@ def search_coefficients(baseline: str, settings, out: Path, *, step: float = 0.1
 
 def scaling_curves(baseline: str, scaling: CompoundScaling, settings, out: Path, *, phis: Sequence[int] = (1, 2, 3),
                    **run) -> list[dict]:
-    """Step 2 against one dimension alone: the baseline, then for each phi its width only (beta^phi),
-    depth only (alpha^phi), resolution only (gamma^phi) and all three, trained alike.  A dimension
-    whose coefficient is 1 does not change the network, so its curve is left out."""
-    base = scaling.base_resolution
-    baseline_point = ScalingCoefficients(1.0, 1.0, base)
-    points = [("baseline", baseline_point)]
+    """Step 2 against one dimension alone (the paper's Figures 3 and 8): the baseline, then for each
+    phi the compound scaling and each dimension scaled alone to the same growth of FLOPs
+    (``target``^phi: depth by it, width and resolution by its square root), trained alike."""
+    base, growth = scaling.base_resolution, scaling.target
+    points = [("baseline", ScalingCoefficients(1.0, 1.0, base))]
     for phi in phis:
-        both = scaling.coefficients(phi)
-        alone = [("width", ScalingCoefficients(both.width, 1.0, base)),
-                 ("depth", ScalingCoefficients(1.0, both.depth, base)),
-                 ("resolution", ScalingCoefficients(1.0, 1.0, both.resolution)), ("compound", both)]
-        points += [(label, c) for label, c in alone if c != baseline_point]
+        points += [("width", ScalingCoefficients(growth ** (phi / 2), 1.0, base)),
+                   ("depth", ScalingCoefficients(1.0, growth ** phi, base)),
+                   ("resolution", ScalingCoefficients(1.0, 1.0, round(base * growth ** (phi / 2)))),
+                   ("compound", scaling.coefficients(phi))]
     return train_points(baseline, points, settings, out, **run)

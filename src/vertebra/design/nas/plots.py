@@ -63,8 +63,6 @@ def plot_scaling(records: list[dict], path: Path, title: str) -> Path:
     base = next(r for r in records if r["label"] == "baseline")
     for label, marker in (("width", "s"), ("depth", "^"), ("resolution", "D"), ("compound", "o")):
         curve = [base] + [r for r in records if r["label"] == label and not r.get("error")]
-        if len(curve) == 1:
-            continue  # this dimension's coefficient is 1: it never changed the network
         ax.plot([r["macs"] / 1e6 for r in curve], [100 * r["val_accuracy"] for r in curve], marker=marker,
                 label=label, linewidth=2.5 if label == "compound" else 1.5)
     return _save_accuracy_plot(fig, ax, path, "multiply-adds (millions, at each point's resolution)", title)
