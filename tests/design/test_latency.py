@@ -74,6 +74,9 @@ def test_a_latency_aware_search_scores_with_the_table_and_draws_the_front(tmp_pa
     with pytest.raises(ValueError, match="no child of mnas_blocks meets the target of 0.000 ms"):
         search(config(tmp_path / "impossible", 1e-6), Console(quiet=True))
     assert not (tmp_path / "impossible" / "journal.jsonl").exists()  # refused before training anything
+    with pytest.raises(ValueError, match="unknown model 'mobilenet_v9'"):
+        search(config(tmp_path / "unknown", 50.0, references=("mobilenet_v9",)), Console(quiet=True))
+    assert not (tmp_path / "unknown").exists()
     result = search(config(tmp_path / "run", 50.0, references=("mobilenet_v2_035", "mnasnet0_5")),
                     Console(quiet=True))
     assert [r["genotype"]["model"] for r in result.references] == ["mobilenet_v2_035", "mnasnet0_5"]

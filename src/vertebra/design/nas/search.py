@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 
 from ...durable import (FolderLock, check_output_folder, differing, holds_work, is_scratch, read_json,
                         remove_unreferenced, write_json, write_tensors)
+from ...registry import model_info
 from .controller import ControllerSettings
 from .executors import EXECUTORS, make_executor
 from .journal import Journal
@@ -141,6 +142,8 @@ def check_config(config: SearchConfig) -> SearchConfig:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {config.executor!r}")
     if config.ray_address and config.executor != "ray":
         raise ValueError("--ray-address needs --executor ray")
+    for name in config.references or ():
+        model_info(name)  # an unknown reference model: an error now, not after the search
     check_budget = getattr(STRATEGIES[config.strategy], "check_budget", None)
     if check_budget:
         check_budget(_strategy_settings(config), config.trials)
