@@ -14,7 +14,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from . import count_params, create_model, list_models, model_info
-from .registry import resolve
+from .registry import aliases_of, resolve
 from .analysis import measure_latency, profile
 from .analysis.guidelines import guidelines
 
@@ -26,8 +26,6 @@ def _millions(value: int | None, unit: str = "M") -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .registry import aliases_of
-
     names = sorted({resolve(n) for n in list_models(args.pattern, include_aliases=True)})
     if not names:
         raise ValueError(f"no model matches {args.pattern!r}; try 'vertebra list' for all")
@@ -70,9 +68,9 @@ def _positive(text: str) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    card = model_info(args.model)
     from .data_config import data_config
 
+    card = model_info(args.model)
     result = {"card": {**card.to_dict(), "preprocessing": data_config(card.name).to_dict()}}
     model = create_model(args.model) if args.layers or args.guidelines else None
     size = args.input_size or card.input_size
@@ -422,6 +420,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import (DEFAULT_OPSET, check_onnx, check_torchscript, example_input, export_onnx,
                          export_torchscript, require)
 
+    from .data_config import data_config
     from .durable import check_output_folder, write_json
 
     model_info(args.model)  # fail on a wrong name before any work
@@ -441,7 +440,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         require("onnx")
         require("onnxruntime")
     model = _model_to_export(args).eval()
-    preprocessing = _export_data_config(args)  # what the weights expect: their input size by default
+    preprocessing = data_config(model)  # what the loaded weights expect: their input size by default
     size = args.input_size or preprocessing.input_size
     if onnx:
         export_onnx(model, out, input_size=size, dynamic_batch=args.dynamic_batch,
@@ -462,16 +461,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     written = write_json(out.with_name(f"{out.stem}.preprocessing.json"), preprocessing.to_dict())
     console.print(f"wrote {written}: the preprocessing its inputs need", soft_wrap=True)
     return 0
-
-
-def _export_data_config(args: argparse.Namespace):
-    """What the exported weights expect: the configuration vertebra weights were trained with, or the
-    layout's published one."""
-    from .data_config import DataConfig, data_config
-    from .weights import read_weights
-
-    saved = (read_weights(args.weights)[1].get("metadata") or {}).get("data_config") if args.weights else None
-    return DataConfig.from_dict(saved) if saved else data_config(args.model)
 
 
 def build_parser() -> argparse.ArgumentParser:
