@@ -315,7 +315,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
         scaling = CompoundScaling(args.alpha, args.beta, args.gamma, base_resolution=args.base_resolution)
         coefficients = scaling.coefficients(args.phi)
         kwargs = scaled_genotype(args.baseline, coefficients)["kwargs"]  # a family lacking one: the clear error
-        model = create_model(args.baseline, **kwargs, small_input=coefficients.resolution <= 64)
+        # the baseline's stem at every phi, as the search trains it (train_points)
+        model = create_model(args.baseline, **kwargs, small_input=args.base_resolution <= 64)
         console.print(f"{args.baseline} at phi {args.phi:g}: width_mult {kwargs['width_mult']:g}, depth_mult "
                       f"{kwargs['depth_mult']:g}, resolution {coefficients.resolution}; "
                       f"{count_params(model) / 1e6:.2f}M parameters, "
