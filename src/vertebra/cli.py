@@ -354,6 +354,42 @@ def _scale_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_netadapt(args: argparse.Namespace) -> int:
+    """NetAdapt: trim a trained network layer by layer until its measured latency meets the budget."""
+    from .design.nas import TrialSettings
+    from .design.netadapt import NetAdapt, NetAdaptSettings
+
+    # Subnormal floats flushed before torch starts its worker threads, which inherit the setting: the
+    # timings then measure the widths, not a briefly trained network's tiny activations (design/latency.py).
+    torch.set_flush_denormal(True)
+    short = TrialSettings(epochs=args.short_epochs, lr=args.lr, warmup_epochs=0.0, limit=args.short_limit,
+                          batch_size=args.batch_size)
+    settings = NetAdaptSettings(budget=args.budget, select=args.select, step=args.step, decay=args.decay,
+                                granularity=args.granularity, holdout=args.holdout, short=short,
+                                long_epochs=args.long_epochs, long_at=tuple(args.long_at), threads=args.threads,
+                                compare=tuple(args.compare), compare_epochs=args.compare_epochs)
+    run = NetAdapt(args.model, args.weights, settings, args.out, data=args.data, executor=args.executor,
+                   workers=args.workers,
+                   resume=args.resume, seed=args.seed, latency_table=args.latency_table, remeasure=args.remeasure,
+                   console=console)
+    summary = run.run()
+    start = summary["start"]
+    table = Table(title=f"NetAdapt of {args.model}: budget {summary['budget_ms']:.2f} ms "
+                        f"({settings.threads} threads, batch 1)")
+    for column in ("network", "measured ms", "params", "validation", "test"):
+        table.add_column(column, justify="left" if column == "network" else "right")
+    rows = [("original", start)] + [(f"NetAdapt, iteration {f['iteration']} ({f['label']})", f)
+                                    for f in summary["fine_tuned"]] + [(r["model"], r) for r in summary["references"]]
+    for label, row in rows:
+        test = f"{row['test_accuracy']:.2%}" if row.get("test_accuracy") is not None else "-"
+        table.add_row(label, f"{row['measured_ms']:.2f}", f"{row['params'] / 1e6:.2f}M",
+                      f"{row['val_accuracy']:.2%}", test)
+    console.print(table)
+    console.print(f"adapted network: {summary['adapted']}; plot {Path(args.out) / 'netadapt.png'}; "
+                  f"{len(summary['iterations'])} iterations in {Path(args.out) / 'iterations'}")
+    return 0
+
+
 def _objective(args: argparse.Namespace, trial):
     """--objective mnas: MnasNet's reward with the target in milliseconds, or a model's measured latency
     (its MACs with --cost macs); a resumed search keeps the target it was started with."""
@@ -624,6 +660,44 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--out", default="runs/scale", help="search: output folder; a rerun resumes it, "
                        "training only the points it lacks")
     scale.set_defaults(run=cmd_scale)
+    adapt = commands.add_parser("netadapt", help="NetAdapt: trim a trained network to a latency budget")
+    adapt.add_argument("model")
+    adapt.add_argument("--weights", required=True, help="the trained network: a .safetensors file of vertebra train")
+    adapt.add_argument("--budget", required=True, help="a share of the network's measured latency (0.5) or "
+                       "milliseconds (12ms)")
+    adapt.add_argument("--select", choices=("accuracy", "ratio"), default="accuracy", help="keep the most "
+                       "accurate proposal (the paper) or the least accuracy lost per ms saved (MobileNet V3)")
+    adapt.add_argument("--data", help="the image folder the weights were trained on (default: the digits, for "
+                       "weights trained on them)")
+    adapt.add_argument("--step", type=float, default=0.05, help="the first iteration's latency reduction, as a "
+                       "share of the original latency (default 0.05)")
+    adapt.add_argument("--decay", type=float, default=0.96, help="each iteration asks for this much of the "
+                       "previous one's reduction (default 0.96)")
+    adapt.add_argument("--granularity", type=_positive, default=8, help="widths change by multiples of this")
+    adapt.add_argument("--holdout", type=float, default=0.2, help="share of the training images that scores "
+                       "the proposals (default 0.2)")
+    adapt.add_argument("--short-epochs", type=_positive, default=1, help="short-term fine-tuning per proposal")
+    adapt.add_argument("--short-limit", type=_positive, help="short-term fine-tuning on only N images")
+    adapt.add_argument("--long-epochs", type=_positive, default=10, help="long-term fine-tuning at the end")
+    adapt.add_argument("--long-at", type=float, nargs="*", default=[], help="also fine-tune long-term the first "
+                       "network under each of these shares of the original latency (more points on the plot)")
+    adapt.add_argument("--compare", nargs="*", default=[], help="models to train from scratch for the plot, "
+                       "e.g. the family's width multipliers")
+    adapt.add_argument("--compare-epochs", type=_positive, default=10)
+    adapt.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (AdamW)")
+    adapt.add_argument("--batch-size", type=_positive, default=32)
+    adapt.add_argument("--threads", type=_positive, default=2, help="torch threads when timing (default 2)")
+    adapt.add_argument("--latency-table", type=Path, help="the per-layer table to reuse (default: "
+                       "OUT/latency_table.json)")
+    adapt.add_argument("--remeasure", action="store_true", help="time every layer again when the table was "
+                       "measured on another machine")
+    adapt.add_argument("--workers", type=_positive, default=2)
+    adapt.add_argument("--executor", choices=tuple(EXECUTORS), default="local")
+    adapt.add_argument("--seed", type=int, default=0)
+    adapt.add_argument("--out", default="runs/netadapt", help="output folder")
+    adapt.add_argument("--resume", action="store_true", help="continue the run in --out: finished proposals "
+                       "and iterations are not redone")
+    adapt.set_defaults(run=cmd_netadapt)
     export = commands.add_parser("export", help="write a model as ONNX or TorchScript and check the file")
     export.add_argument("model")
     export.add_argument("--format", choices=("onnx", "torchscript"), required=True)

@@ -9,6 +9,11 @@ table).  Timing: batch 1, eval mode, inference mode, ``threads`` threads, the me
 runs after a warm-up.  The table is JSON, keyed by the machine's CPU and torch version, so a search
 reuses what an earlier one measured; a table from another machine is refused unless ``remeasure``.
 
+NetAdapt (Yang et al. 2018) needs a finer table: one entry per *layer* (``Layer``: a convolution
+by its input size, channels in and out, kernel, stride and groups, with the norm and activation
+that follow it, or a linear layer), so that a network with fewer channels in one layer can be
+predicted without building it.  Both kinds of entry live in the same table and file.
+
 Latency is measured here, in one process, before or between the trainings, never inside a
 training worker: workers share the cores, and a timing taken beside them measures the neighbours.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import statistics
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -53,8 +59,104 @@ def units(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def time_call(call, x: torch.Tensor, repeats: int, warmup: int = 3) -> float:
-    """Median milliseconds of ``call(x)`` (inference mode)."""
-    return statistics.median(measure_latency(call, x, warmup=warmup, repeats=repeats))
+    """Median milliseconds of ``call(x)`` (inference mode), subnormal floats flushed to zero: a briefly
+    trained network can carry activations so small that x86 computes them 50x slower, a cost of the
+    weights' values that no width change explains and that deployment runtimes avoid the same way."""
+    flushing = torch.set_flush_denormal(True)
+    try:
+        return statistics.median(measure_latency(call, x, warmup=warmup, repeats=repeats))
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer as the table keys it, at batch 1: a convolution (``norm`` and ``act``: the batch norm
+    and activation that follow it in its ConvNormAct) or a linear layer (``kind="linear"``)."""
+
+    kind: str
+    input: tuple[int, ...]  # (channels, height, width), or (features,) for a linear layer
+    out: int
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    bias: bool = False
+    norm: bool = False
+    act: str = ""  # the activation's class name in torch.nn
+
+    @property
+    def depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.input[0] == self.out
+
+    @property
+    def key(self) -> str:
+        shape = "x".join(map(str, self.input))
+        if self.kind == "linear":
+            return f"linear {shape}->{self.out}" + (" bias" if self.bias else "")
+        parts = [f"conv {shape}->{self.out}", "k{}x{}".format(*self.kernel), "s{}x{}".format(*self.stride),
+                 "p{}x{}".format(*self.padding), "d{}x{}".format(*self.dilation), f"g{self.groups}"]
+        return " ".join(parts + [word for word, on in (("bias", self.bias), ("bn", self.norm), (self.act, self.act))
+                                 if on])
+
+    def with_channels(self, in_: int | None = None, out: int | None = None) -> "Layer":
+        """The same layer with other widths; a depthwise convolution keeps one width for all three."""
+        if self.depthwise:
+            width = out if out is not None else in_
+            return replace(self, input=(width, *self.input[1:]), out=width, groups=width)
+        return replace(self, input=(in_ if in_ is not None else self.input[0], *self.input[1:]),
+                       out=out if out is not None else self.out)
+
+    def build(self) -> nn.Module:
+        """A module that computes what this layer computes, to time."""
+        if self.kind == "linear":
+            return nn.Linear(self.input[0], self.out, bias=self.bias)
+        parts = [nn.Conv2d(self.input[0], self.out, self.kernel, self.stride, self.padding, self.dilation,
+                           self.groups, bias=self.bias)]
+        if self.norm:
+            parts.append(nn.BatchNorm2d(self.out))
+        if self.act:  # an activation torch.nn lacks is timed as a ReLU: the same elementwise cost
+            parts.append(getattr(nn, self.act, nn.ReLU)())
+        return nn.Sequential(*parts)
+
+
+def network_layers(model: nn.Module, input_size: int) -> dict[str, Layer]:
+    """Every convolution and linear layer of ``model`` as the table keys it, by module name, in the
+    order the forward pass reaches them."""
+    wrappers = {f"{name}.conv": module for name, module in model.named_modules()
+                if isinstance(getattr(module, "conv", None), nn.Conv2d)}
+    inputs: dict[str, tuple] = {}
+
+    def record(name):
+        def hook(module, args):  # returns None: the input goes on unchanged
+            inputs.setdefault(name, tuple(args[0].shape[1:]))
+        return hook
+
+    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
+    hooks = [module.register_forward_pre_hook(record(name)) for name, module in layers]
+    training = model.training
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, model.in_chans, input_size, input_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(training)
+    found = {}
+    for name in sorted(inputs, key=list(inputs).index):
+        module = dict(layers)[name]
+        if isinstance(module, nn.Linear):
+            found[name] = Layer("linear", inputs[name], module.out_features, bias=module.bias is not None)
+            continue
+        wrapper = wrappers.get(name)
+        act = getattr(wrapper, "act", None) if wrapper is not None else None
+        found[name] = Layer("conv", inputs[name], module.out_channels, tuple(module.kernel_size), tuple(module.stride),
+                            tuple(module.padding), tuple(module.dilation), module.groups, module.bias is not None,
+                            norm=wrapper is not None and hasattr(wrapper, "bn"),
+                            act=type(act).__name__ if act is not None else "")
+    return found
 
 
 class LatencyTable:
@@ -110,6 +212,23 @@ class LatencyTable:
         finally:
             torch.set_num_threads(previous)
         return found
+
+    def layer_ms(self, layer: Layer) -> float:
+        """One layer's milliseconds at batch 1, timed the first time it is asked for."""
+        if layer.key not in self.entries:
+            previous = self._threads()
+            try:
+                module = layer.build().eval()
+                ms = time_call(module, torch.randn(1, *layer.input), self.repeats)
+            finally:
+                torch.set_num_threads(previous)
+            self.entries[layer.key] = {"ms": ms, "unit": "layer", "input": list(layer.input)}
+            self.measured += 1
+        return self.entries[layer.key]["ms"]
+
+    def predict_layers(self, layers) -> float:
+        """The sum of ``layers``' milliseconds (NetAdapt's estimate of a network's latency)."""
+        return sum(self.layer_ms(layer) for layer in layers)
 
     def predict(self, model: nn.Module, input_size: int) -> float:
         """Predicted milliseconds at batch 1: the sum of the units' measured latencies."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +176,16 @@ def load_data(data: str, *, val: str | None = None, val_split: float = 0.1, inpu
     if data == "digits":
         return digits(input_size or DIGITS_SIZE)
     return image_folder(data, val, val_split, input_size or 224, seed)
+
+
+def hold_out(data: DataSplits, share: float) -> DataSplits:
+    """The training split cut in two: ``share`` of it (a fixed draw, whatever the seed) becomes the
+    validation split, the rest trains; the test split is untouched.  NetAdapt picks its proposals
+    on such a held-out set, so the validation split it reports on was never used to choose."""
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0)).tolist()
+    count = max(1, round(share * len(order)))
+    return replace(data, train=Subset(data.train, sorted(order[count:])), val=Subset(data.train, sorted(order[:count])),
+                   fingerprint={**data.fingerprint, "holdout": share})
 
 
 def collate(batch: list) -> tuple[torch.Tensor | None, torch.Tensor | None, list[BadImage]]:

@@ -21,7 +21,8 @@ from ..hardware import cpu_supports_bf16
 from ..registry import create_model, model_info
 from ..durable import FolderLock, check_output_folder, differing, holds_work, read_json, sync_folder, write_json
 from .checkpoint import RUN, load_best, load_checkpoint, read_manifest, save_checkpoint, tidy
-from .data import DataSplits, collate, load_data
+from ..weights import load_weights
+from .data import DataSplits, collate, hold_out, load_data
 from .distributed import World, close_world, init_world
 from .plots import plot_history
 
@@ -53,6 +54,9 @@ class TrainConfig:
     small_input: bool | None = None  # default: True for the 32x32 digits
     limit: int | None = None  # train on only this many images (a quick check)
     model_kwargs: dict = field(default_factory=dict)
+    weights: str | None = None  # start from these weights (fine-tuning; an adapted network's file gives its widths)
+    holdout: float | None = None  # validate on this share of the training images, kept out of training,
+    # instead of the validation split (NetAdapt's held-out set, so the validation split stays unseen)
 
 
 @dataclass
@@ -84,6 +88,10 @@ def check_config(config: TrainConfig, world: World) -> TrainConfig:
         raise ValueError(f"lr_decay_at must be a share of training in (0, 1), got {config.lr_decay_at}")
     if not 0 < config.val_split < 1:
         raise ValueError(f"val_split must be in (0, 1), got {config.val_split}")
+    if config.holdout is not None and not 0 < config.holdout < 1:
+        raise ValueError(f"holdout must be a share of the training images in (0, 1), got {config.holdout}")
+    if config.weights is not None and not Path(config.weights).is_file():
+        raise ValueError(f"weights file not found: {config.weights}")
     if config.bf16 and not cpu_supports_bf16() and world.device.type == "cpu":
         raise ValueError("bf16 autocast needs a CPU with AVX512-BF16 or AMX (this one has neither); "
                          "train in fp32 instead")
@@ -130,6 +138,8 @@ def _warn_small_input_cost(config: TrainConfig, data: DataSplits, console: Conso
 def build_model(config: TrainConfig, data: DataSplits) -> nn.Module:
     model = create_model(config.model, num_classes=len(data.classes), in_chans=data.in_chans,
                          small_input=_small_input(config, data), **config.model_kwargs)
+    if config.weights is not None:
+        load_weights(model, config.weights, adapt=True)
     if config.bn_eps is not None:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -223,6 +233,8 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
     seed_everything(config.seed)
     size = config.input_size or (None if config.data == "digits" else model_info(config.model).input_size)
     data = load_data(config.data, val=config.val, val_split=config.val_split, input_size=size, seed=config.seed)
+    if config.holdout is not None:
+        data = hold_out(data, config.holdout)
     if config.limit is not None:
         data.train = Subset(data.train, range(min(config.limit, len(data.train))))
     model = build_model(config, data).to(world.device)

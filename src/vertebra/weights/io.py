@@ -20,6 +20,7 @@ from torch import nn
 from ..data_config import DataConfig
 from ..durable import write_file
 from .keymaps import KEYMAPS
+from .shapes import apply_shapes
 
 CARD_KEY = "vertebra"
 _NESTED = ("state_dict", "model", "model_state_dict", "module", "net")
@@ -46,6 +47,8 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict | None = Non
     card = {"format": 1, "model": getattr(model, "model_name", type(model).__name__),
             "kwargs": getattr(model, "model_kwargs", {}),
             "out_indices": getattr(model, "out_indices", None), "metadata": metadata or {}}
+    if getattr(model, "layer_shapes", None):  # an adapted network: the widths its family does not build
+        card["layer_shapes"] = model.layer_shapes
     header = {CARD_KEY: json.dumps(card, default=repr)}
     # safetensors refuses tensors that share memory; cloning gives each key its own storage.
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
@@ -108,9 +111,12 @@ def load_weights(model: nn.Module, path: str | Path, *, layout: str = "auto",
     "vertebra", or a key-map name from the model card's ``layouts``.  ``adapt=True`` (what
     ``create_model(pretrained=...)`` uses) leaves the classifier freshly initialised when
     its shape differs and sums or tiles the first convolution over a different ``in_chans``.
-    A features-only model ignores the keys of the parts it removed.
+    A features-only model ignores the keys of the parts it removed.  A file of an adapted network
+    (NetAdapt) records its layers' widths, and the model takes them before loading.
     """
     source, card = read_weights(path)
+    if card.get("layer_shapes"):  # an adapted (pruned) network: take its widths first
+        apply_shapes(model, card["layer_shapes"])
     target = model.state_dict()
     name, state = _convert(model, source, layout)
     report = LoadReport(layout=name, card=card)

@@ -68,11 +68,37 @@ def plot_scaling(records: list[dict], path: Path, title: str) -> Path:
     return _save_accuracy_plot(fig, ax, path, "multiply-adds (millions, at each point's resolution)", title)
 
 
-def _save_accuracy_plot(fig, ax, path: Path, xlabel: str, title: str) -> Path:
-    """Validation accuracy on the y axis, a grid and a legend; written atomically (vertebra.durable)."""
+def plot_netadapt(summary: dict, path: Path, title: str) -> Path:
+    """Accuracy against measured latency (NetAdapt's Figure 5 in small): the network as each iteration
+    left it (held-out accuracy after short-term fine-tuning), the long-term fine-tuned networks and
+    the original (validation accuracy), and the references trained from scratch (validation)."""
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    start, steps = summary["start"], summary["iterations"]
+    ax.plot([start["measured_ms"]] + [s["measured_ms"] for s in steps],
+            [100 * start["holdout_accuracy"]] + [100 * s["holdout_accuracy"] for s in steps], marker=".",
+            color="0.6", label="adaptation, each iteration (held-out, short-term fine-tuned)")
+    ax.axvline(summary["budget_ms"], color="0.4", linestyle="--", linewidth=1, label="budget")
+    tuned = sorted(summary["fine_tuned"], key=lambda f: f["measured_ms"])
+    ax.plot([start["measured_ms"]] + [f["measured_ms"] for f in tuned],
+            [100 * start["val_accuracy"]] + [100 * f["val_accuracy"] for f in tuned], marker="o", linewidth=2.5,
+            label="NetAdapt, long-term fine-tuned (validation)")
+    ax.annotate("original", (start["measured_ms"], 100 * start["val_accuracy"]), textcoords="offset points",
+                xytext=(4, 4), fontsize=8)
+    references = sorted(summary.get("references", []), key=lambda r: r["measured_ms"])
+    if references:
+        ax.plot([r["measured_ms"] for r in references], [100 * r["val_accuracy"] for r in references], marker="s",
+                label="width multipliers, from scratch (validation)")
+        for reference in references:
+            ax.annotate(reference["model"], (reference["measured_ms"], 100 * reference["val_accuracy"]),
+                        textcoords="offset points", xytext=(4, -10), fontsize=8)
+    return _save_accuracy_plot(fig, ax, path, "measured latency (ms, batch 1)", title, ylabel="accuracy (%)")
+
+
+def _save_accuracy_plot(fig, ax, path: Path, xlabel: str, title: str, ylabel: str = "validation accuracy (%)") -> Path:
+    """Accuracy on the y axis, a grid and a legend; written atomically (vertebra.durable)."""
     from ...durable import write_file
 
-    ax.set(xlabel=xlabel, ylabel="validation accuracy (%)", title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()

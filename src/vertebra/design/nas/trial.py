@@ -52,6 +52,7 @@ def run_trial(spec: dict) -> dict:
     from rich.console import Console
 
     from ...analysis import count_macs, count_params
+    from ...train.checkpoint import read_manifest
     from ...train.loop import TrainConfig, train
 
     torch.set_num_threads(spec["threads"])
@@ -64,7 +65,8 @@ def run_trial(spec: dict) -> dict:
                          weight_decay=spec["weight_decay"], warmup_epochs=spec["warmup_epochs"],
                          seed=spec["seed"], out=folder, limit=spec["limit"], input_size=spec["input_size"],
                          bn_eps=spec.get("bn_eps"), lr_decay_at=spec.get("lr_decay_at"), model_kwargs=kwargs,
-                         small_input=spec.get("small_input"))
+                         small_input=spec.get("small_input"), weights=spec.get("weights"),
+                         holdout=spec.get("holdout"))
     start = time.perf_counter()
     record = {"trial": spec["trial"], "genotype": spec["genotype"]}
     try:
@@ -72,7 +74,7 @@ def run_trial(spec: dict) -> dict:
         model = result.model
         record.update(history=[h["val_accuracy"] for h in result.history],
                       params=count_params(model), macs=count_macs(model, spec["input_size"] or 32),
-                      test_accuracy=result.test_accuracy)
+                      test_accuracy=result.test_accuracy, weights=str(folder / read_manifest(folder)["weights"]))
     except Exception as error:  # noqa: BLE001 - the error is the trial's result
         record.update(history=[], error=f"{type(error).__name__}: {error}",
                       traceback=traceback.format_exc(limit=5))
