@@ -146,3 +146,24 @@ def test_the_command_line_builds_a_scaled_baseline(capsys):
     assert "width_mult 0.605, depth_mult 1.44, resolution 42" in out
     assert main(["scale", "search", "resnet18", "--out", "/nonexistent/never"]) == 2  # refused before any work
     assert "resnet18 takes no width_mult or depth_mult" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, layers", [("mobilenet_v1_050", 13), ("mobilenet_v3_small", 11),
+                                          ("mobilenet_v2_050", 17), ("efficientnet_b0", 16)])
+def test_every_family_with_a_width_multiplier_takes_a_depth_multiplier_that_deepens_it(name, layers):
+    """Compound scaling's depth axis in every family that has its width axis; MobileNet V1 and V3 list
+    each layer, so a stage deepens as a whole, its last rows repeated first."""
+    with torch.device("meta"):
+        base, deeper = (vertebra.create_model(name, depth_mult=d) for d in (1.0, 1.5))
+        wider = vertebra.create_model(name, width_mult=1.5)
+    assert sum(len(stage) for stage in base.stages) == layers
+    assert sum(len(stage) for stage in deeper.stages) > layers
+    assert count_params(wider) > count_params(base)
+    assert all(len(d) >= len(b) for d, b in zip(deeper.stages, base.stages))
+
+
+def test_spread_repeats_gives_extra_layers_to_the_last_rows():
+    from vertebra.layers.scaling import spread_repeats
+
+    assert spread_repeats([1, 1], 1.0) == [1, 1] and spread_repeats([1, 1, 1], 1.5) == [1, 2, 2]
+    assert sum(spread_repeats([1] * 6, 1.2)) == 8

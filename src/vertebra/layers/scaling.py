@@ -40,3 +40,17 @@ def round_repeats(repeats: int, depth_mult: float, *, layer: str = "a stage") ->
     """
     depth_mult = check_multiplier("depth_mult", depth_mult, f"{layer} ({repeats} layers)")
     return int(math.ceil(repeats * depth_mult))
+
+
+def spread_repeats(repeats: list[int], depth_mult: float, *, layer: str = "a stage") -> list[int]:
+    """A stage of several rows deepened as one: ``ceil(sum(repeats) * depth_mult)`` layers in all,
+    shared in proportion to the rows' repeats, the last rows served first (they take the most, as in
+    timm's rule for tables that list each layer, MobileNet V1 and V3).  Every row keeps a layer."""
+    total = sum(repeats)
+    remaining = round_repeats(total, depth_mult, layer=layer)
+    scaled = []
+    for count in reversed(repeats):
+        share = max(1, round(count / total * remaining))
+        scaled.append(share)
+        total, remaining = total - count, remaining - share
+    return scaled[::-1]

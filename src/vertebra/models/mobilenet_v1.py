@@ -14,7 +14,8 @@ from torch import nn
 
 from ..backbone import Backbone, ClassifierHead, FeatureInfo
 from ..layers import ConvNormAct, SeparableConv
-from ..layers.scaling import round_channels
+from ..layers.inverted_residual import repeated_blocks
+from ..layers.scaling import round_channels, spread_repeats
 from ..registry import register
 
 # Table 1, one row per depthwise separable layer: (stride of the 3x3 depthwise, pointwise filters).
@@ -36,13 +37,14 @@ class MobileNetV1(Backbone):
     Channels are ``round_channels(c, width_mult)``, multiples of 8 as in TF-slim and timm (exact
     for the paper's alphas).  ``relu6=True`` (the default) clips activations at 6 like the TF-slim
     and timm models whose weights load here; ``relu6=False`` gives the paper's plain ReLU.
-    ``small_input`` makes the stem stride 1 (32x32 images end at 2x2).
+    ``depth_mult`` deepens each stage as a whole (``spread_repeats``: the last rows repeat first;
+    compound scaling's depth axis).  ``small_input`` makes the stem stride 1 (32x32 images end at 2x2).
     """
 
     first_conv = "stem.conv"
 
-    def __init__(self, width_mult: float = 1.0, *, relu6: bool = True, num_classes: int = 1000,
-                 in_chans: int = 3, drop_rate: float = 0.0, small_input: bool = False):
+    def __init__(self, width_mult: float = 1.0, *, depth_mult: float = 1.0, relu6: bool = True,
+                 num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, small_input: bool = False):
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                          small_input=small_input)
         act = partial(nn.ReLU6 if relu6 else nn.ReLU, inplace=True)
@@ -51,12 +53,12 @@ class MobileNetV1(Backbone):
         self.stem = ConvNormAct(in_chans, in_chs, 3, stride=reduction, act=act)
         stages = []
         for index, rows in enumerate(STAGES):
-            layers = []
-            for stride, filters in rows:
-                out_chs = round_channels(filters, width_mult)
-                layers.append(SeparableConv(in_chs, out_chs, 3, stride, dw_act=act, pw_act=act))
-                in_chs, reduction = out_chs, reduction * stride
-            stages.append(nn.Sequential(*layers))
+            repeats = spread_repeats([1] * len(rows), depth_mult, layer=f"stage {index}")
+            stage, in_chs, stride = repeated_blocks(
+                in_chs, [(round_channels(c, width_mult), n, s, None) for (s, c), n in zip(rows, repeats)],
+                lambda chs, out_chs, stride, _: SeparableConv(chs, out_chs, 3, stride, dw_act=act, pw_act=act))
+            reduction *= stride
+            stages.append(stage)
             self.feature_info.append(FeatureInfo(in_chs, reduction, f"stages.{index}"))
         self.stages = nn.Sequential(*stages)
         self.num_features = in_chs

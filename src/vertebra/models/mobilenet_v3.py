@@ -13,7 +13,8 @@ from torch import nn
 
 from ..backbone import Backbone, FeatureInfo
 from ..layers import ConvNormAct, InvertedResidual, make_divisible
-from ..layers.scaling import round_channels
+from ..layers.inverted_residual import repeated_blocks
+from ..layers.scaling import round_channels, spread_repeats
 from ..registry import register
 
 # TensorFlow's BN (decay 0.99, epsilon 1e-3), which the authors trained with and torchvision keeps.
@@ -76,15 +77,16 @@ class MobileNetV3(Backbone):
 
     Widths are ``round_channels(c, width_mult)``, multiples of 8 (the hidden head layer's too, as
     in torchvision); SE squeezes to ``make_divisible(exp / 4, 8)`` channels, "1/4 of the number of
-    channels in the expansion layer".  ``small_input`` makes the stem stride 1.
+    channels in the expansion layer".  ``depth_mult`` deepens each stage as a whole (``spread_repeats``:
+    the last rows repeat first; compound scaling's depth axis).  ``small_input`` makes the stem stride 1.
     """
 
     first_conv = "stem.conv"
     classifier = "head.fc"  # a different num_classes re-initialises the classifier, not the hidden layer
     head_modules = ("conv_head", "head")
 
-    def __init__(self, arch: dict, width_mult: float = 1.0, *, num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.2, small_input: bool = False):
+    def __init__(self, arch: dict, width_mult: float = 1.0, *, depth_mult: float = 1.0, num_classes: int = 1000,
+                 in_chans: int = 3, drop_rate: float = 0.2, small_input: bool = False):
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                          small_input=small_input)
         in_chs = round_channels(arch["stem"], width_mult, layer="the stem conv")
@@ -93,14 +95,12 @@ class MobileNetV3(Backbone):
                                 act=ACTIVATIONS["HS"])
         stages = []
         for index, rows in enumerate(arch["stages"]):
-            blocks = []
-            for kernel, exp, out, se, nl, stride in rows:
-                exp_chs, out_chs = round_channels(exp, width_mult), round_channels(out, width_mult)
-                blocks.append(InvertedResidual(
-                    in_chs, out_chs, kernel, stride, exp_chs, act=ACTIVATIONS[nl], norm=BatchNorm,
-                    se_chs=make_divisible(exp_chs // 4) if se else None, se_gate=nn.Hardsigmoid))
-                in_chs, reduction = out_chs, reduction * stride
-            stages.append(nn.Sequential(*blocks))
+            repeats = spread_repeats([1] * len(rows), depth_mult, layer=f"stage {index}")
+            stage, in_chs, stride = repeated_blocks(
+                in_chs, [(round_channels(row[2], width_mult), n, row[5], row) for row, n in zip(rows, repeats)],
+                lambda chs, out_chs, stride, row: self.bneck(chs, out_chs, stride, row, width_mult))
+            reduction *= stride
+            stages.append(stage)
             self.feature_info.append(FeatureInfo(in_chs, reduction, f"stages.{index}"))
         self.stages = nn.Sequential(*stages)
         self.num_features = round_channels(arch["last"], width_mult)
@@ -110,6 +110,14 @@ class MobileNetV3(Backbone):
         self.min_input_size = reduction
         self.default_input_size = 32 if small_input else 224
         self.init_weights()
+
+    @staticmethod
+    def bneck(in_chs: int, out_chs: int, stride: int, row: tuple, width_mult: float) -> InvertedResidual:
+        """One row of the table: (kernel, exp size, #out, SE, NL, s); SE squeezes to a quarter of exp."""
+        kernel, exp, _, se, nl, _ = row
+        exp_chs = round_channels(exp, width_mult)
+        return InvertedResidual(in_chs, out_chs, kernel, stride, exp_chs, act=ACTIVATIONS[nl], norm=BatchNorm,
+                                se_chs=make_divisible(exp_chs // 4) if se else None, se_gate=nn.Hardsigmoid)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_head(super().forward_features(x))
