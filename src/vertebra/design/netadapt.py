@@ -29,7 +29,7 @@ import torch
 from rich.console import Console
 
 from ..durable import FolderLock, check_output_folder, differing, read_json, write_json
-from ..registry import create_model
+from ..registry import create_model, resolve
 from ..weights import load_weights, read_weights, save_weights
 from .channels import ChannelGroup, prune, trace_groups
 from .latency import LatencyTable, network_layers
@@ -97,7 +97,7 @@ def load_network(model: str, weights: str | Path):
     if not card:
         raise ValueError(f"{weights} is not a vertebra weights file: NetAdapt adapts a network trained by "
                          f"vertebra train (its card says how it was built and on what data)")
-    if card["model"] != create_model(model).model_name:
+    if resolve(card["model"]) != resolve(model):
         raise ValueError(f"{weights} holds weights of {card['model']}, not {model}")
     network = create_model(model, **card["kwargs"])
     load_weights(network, weights)
@@ -249,11 +249,15 @@ class NetAdapt:
         specs = [trial_spec(i, {"space": "models", "model": self.model, "kwargs": self._kwargs()}, self.trial,
                             folder / "trials" / f"{i:03d}", self.seed, weights=str(folder / p["file"]),
                             holdout=self.settings.holdout) for i, p in enumerate(plan["proposals"])]
-        records = run_grid(folder / "trials", {"plan": plan["proposals"], "trial": json_ready(asdict(self.trial))},
-                           specs, self.executor, self.workers)
+        with self.console.status(f"iteration {index}: fine-tuning {len(specs)} proposals short-term "
+                                 f"({self.workers} workers)"):
+            records = run_grid(folder / "trials", {"plan": plan["proposals"],
+                                                   "trial": json_ready(asdict(self.trial))}, specs, self.executor,
+                               self.workers)
         failed = [r for r in records if r.get("error")]
         if failed:
-            raise RuntimeError(f"iteration {index}: fine-tuning proposal {failed[0]['trial']} failed: {failed[0]['error']}")
+            raise RuntimeError(f"iteration {index}: fine-tuning proposal {failed[0]['trial']} failed: "
+                               f"{failed[0]['error']}")
         chosen = self._select(plan, records)
         proposal, record = plan["proposals"][chosen], records[chosen]
         shutil.copyfile(record["weights"], folder / ".network.tmp")
@@ -358,7 +362,7 @@ class NetAdapt:
         references = []
         if self.settings.compare:
             self.console.print(f"training the references from scratch: {', '.join(self.settings.compare)}")
-            references = train_references(list(self.settings.compare), replace(
+            references = measured_references(list(self.settings.compare), replace(
                 self.trial, epochs=self.settings.compare_epochs, lr=self.settings.compare_lr, warmup_epochs=0.2),
                 self.out / "references", self.table, executor=self.executor, workers=self.workers, seed=self.seed)
         summary = {"model": self.model, "budget_ms": start["budget_ms"], "start": start, "iterations": history,
@@ -379,16 +383,13 @@ def _tidy(folder: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def train_references(names: list[str], trial: TrialSettings, out: Path, table: LatencyTable, *,
-                     executor: str = "local", workers: int = 2, seed: int = 0) -> list[dict]:
-    """Registered models (the family's width multipliers) trained from scratch with ``trial``'s settings,
-    each with its measured latency: NetAdapt's comparison (resumable, as a grid)."""
-    from .nas.executors import run_grid
+def measured_references(names: list[str], trial: TrialSettings, out: Path, table: LatencyTable, *,
+                        executor: str = "local", workers: int = 2, seed: int = 0) -> list[dict]:
+    """Registered models (the family's width multipliers) trained from scratch as a search's references
+    are (``nas.references``: resumable), each with its measured latency: NetAdapt's comparison."""
+    from .nas.references import train_references
 
-    specs = [trial_spec(i, {"space": "models", "model": name}, trial, Path(out) / f"{i:03d}", seed)
-             for i, name in enumerate(names)]
-    records = run_grid(out, {"models": list(names), "trial": json_ready(asdict(trial)), "seed": seed}, specs,
-                       executor, workers)
+    records = train_references(names, trial, out, seed, executor, workers)
     for name, record in zip(names, records):
         if record.get("error"):
             raise RuntimeError(f"training {name} failed: {record['error']}")
