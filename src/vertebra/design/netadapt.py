@@ -10,9 +10,11 @@ is kept: the most accurate (the paper) or the one losing least accuracy per mill
 network is fine-tuned long-term.  The result is a real smaller network: its weights file records
 its widths, so it loads, predicts and exports like any other.
 
-The table predicts the layers (convolutions with their norm and activation, linear layers); what
-they leave out (additions, pooling, the framework's own time per call) is the difference between
-the measured and the predicted latency of the current network, re-measured every iteration.
+The table predicts the layers (convolutions with their norm and activation, linear layers), each
+timed alone; in the network they take longer (colder caches) and the rest (additions, pooling, the
+framework's own time per call) adds to them.  So the table's sum is scaled by the current
+network's measured-to-predicted ratio, re-measured every iteration: a reduction asked in measured
+milliseconds is that over the ratio in the table's.
 
 Everything resumes: ``plan.json`` fixes an iteration's proposals before any is trained (the timing is
 noisy, a rerun might propose others), the proposals' trainings are a resumable grid, and
@@ -216,7 +218,8 @@ class NetAdapt:
         measured = self.table.measure(self.original, self.input_size)
         predicted = self.table.predict_layers(layers.values())
         budget = budget_ms(self.settings.budget, measured)
-        floor = narrowest(self.table, layers, groups, self.settings.granularity) + measured - predicted
+        # the most hopeful reading of the table: the narrowest network scaled as this one measures
+        floor = narrowest(self.table, layers, groups, self.settings.granularity) * measured / predicted
         self.table.save()
         if measured <= budget:
             raise ValueError(f"{self.model} already meets the budget: it measures {measured:.2f} ms against "
@@ -264,7 +267,7 @@ class NetAdapt:
         (folder / ".network.tmp").replace(folder / "network.safetensors")
         adapted = load_network(self.model, folder / "network.safetensors")[0]
         selected = {"iteration": index, "layer": proposal["layer"], "channels": [proposal["from"], proposal["to"]],
-                    "predicted_ms": proposal["predicted_ms"] + plan["measured_ms"] - plan["predicted_ms"],
+                    "predicted_ms": proposal["predicted_ms"] * plan["measured_ms"] / plan["predicted_ms"],
                     "measured_ms": self.table.measure(adapted, self.input_size),
                     "holdout_accuracy": record["history"][-1], "params": _params(adapted)}
         write_json(folder / "selected.json", selected)  # the commit point of the iteration
@@ -283,22 +286,28 @@ class NetAdapt:
         reduction = min(asked, measured - start["budget_ms"])
         groups, _ = trace_groups(network, self.input_size)
         layers = network_layers(network, self.input_size)
-        proposals = check_output_folder(folder / "proposals", "the proposals folder")
-        plan = {"reduction_ms": reduction, "measured_ms": measured, "predicted_ms": self.table.predict_layers(
-            layers.values()), "holdout_accuracy": self._accuracies(network, holdout_only=True)["holdout_accuracy"],
-            "proposals": []}
-        with self.console.status(f"iteration {index}: proposing a {reduction:.3f} ms reduction per layer"):
-            for group in groups:
-                found = proposal_widths(self.table, layers, group, reduction, self.settings.granularity)
-                if found is None:
-                    continue
-                width, predicted = found
-                pruned = copy.deepcopy(network)
-                prune(pruned, group, width)
-                name = f"proposals/{len(plan['proposals']):03d}.safetensors"
-                save_weights(pruned, folder / name, metadata=self.card.get("metadata"))
-                plan["proposals"].append({"layer": group.name, "from": group.channels, "to": width,
-                                          "predicted_ms": predicted, "file": name})
+        predicted = self.table.predict_layers(layers.values())
+        check_output_folder(folder / "proposals", "the proposals folder")
+        plan = {"reduction_ms": reduction, "measured_ms": measured, "predicted_ms": predicted,
+                "holdout_accuracy": self._accuracies(network, holdout_only=True)["holdout_accuracy"], "proposals": []}
+        for _ in range(3):  # no single layer gives it: ask for half, twice, before giving up
+            with self.console.status(f"iteration {index}: proposing a {reduction:.3f} ms reduction per layer"):
+                for group in groups:
+                    found = proposal_widths(self.table, layers, group, reduction * predicted / measured,
+                                            self.settings.granularity)
+                    if found is None:
+                        continue
+                    width, layer_ms = found
+                    pruned = copy.deepcopy(network)
+                    prune(pruned, group, width)
+                    name = f"proposals/{len(plan['proposals']):03d}.safetensors"
+                    save_weights(pruned, folder / name, metadata=self.card.get("metadata"))
+                    plan["proposals"].append({"layer": group.name, "from": group.channels, "to": width,
+                                              "predicted_ms": layer_ms, "file": name})
+            if plan["proposals"]:
+                break
+            reduction /= 2
+        plan["reduction_ms"] = reduction
         self.table.save()
         write_json(folder / "plan.json", plan)
         return plan
