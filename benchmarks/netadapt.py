@@ -70,11 +70,6 @@ def main() -> None:
     run = NetAdapt(WIDTHS[0], baseline["weights"], settings, args.out / "netadapt", workers=args.workers,
                    resume=(args.out / "netadapt" / "netadapt.json").exists(), table=table, console=console)
     summary = run.run()
-    summary["references"] = [{k: r[k] for k in ("model", "measured_ms", "val_accuracy", "test_accuracy", "params")}
-                             for r in references]
-    plot_netadapt(summary, args.out / "netadapt.png", f"NetAdapt of {WIDTHS[0]} against its width multipliers "
-                  f"({args.input_size}x{args.input_size} digits, {args.threads} threads)")
-
     size = args.input_size
     lines = [row(WIDTHS[0], baseline["weights"], table, size, kind="original", epochs=args.epochs,
                  val_accuracy=summary["start"]["val_accuracy"], test_accuracy=summary["start"]["test_accuracy"])]
@@ -90,6 +85,16 @@ def main() -> None:
                          test_accuracy=reference["test_accuracy"]))
     for line in lines:
         print(json.dumps(line))
+    # the plot's networks at the latencies measured now, all in one stretch (the run's own were taken
+    # between trainings, when the machine may have been busier)
+    summary["start"]["measured_ms"] = lines[0]["measured_ms"]
+    for tuned, line in zip(summary["fine_tuned"], lines[1:]):
+        tuned["measured_ms"] = line["measured_ms"]
+    summary["references"] = [{"model": line["network"], "measured_ms": line["measured_ms"],
+                              "val_accuracy": line["val_accuracy"]} for line in lines if line["kind"] != "original"
+                             and line["kind"] != "netadapt"]
+    plot_netadapt(summary, args.out / "netadapt.png", f"NetAdapt of {WIDTHS[0]} against its width multipliers "
+                  f"({args.input_size}x{args.input_size} digits, {args.threads} threads)")
     original, final = lines[0], next(line for line in lines if line.get("label") == "final")
     nearest = min((line for line in lines if line["kind"] == "width multiplier"),
                   key=lambda line: abs(line["measured_ms"] - final["measured_ms"]))
