@@ -19,6 +19,23 @@ def test_size(model) -> int:
 test_size.__test__ = False  # a helper, not a test
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Keep `--dist loadgroup`'s groups (the NAS search tests share one reference search on one worker).
+
+    pytest-xdist sends a group to one worker by appending "@group" to each of its tests' node ids, but
+    writes ``item._nodeid``, which pytest 9.2 no longer reads (node ids are structured), so every group
+    is silently split (pytest-xdist#1386).  This worker-side hook, run after xdist's, applies the id it
+    wrote; without xdist, or once xdist writes the id itself, there is nothing to do.
+    """
+    for item in items:
+        grouped = getattr(item, "_nodeid", None)
+        if isinstance(grouped, str) and grouped != item.nodeid and hasattr(item, "_id"):
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(grouped)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -30,7 +47,44 @@ TINY_GENOTYPE = {"space": "nas_cnn", "layers": [{"filter_height": 3, "filter_wid
 
 
 @pytest.fixture
+def quick_curves(monkeypatch):
+    """Training writes curves.png after every epoch through the same atomic write, without drawing it
+    (0.2 s an epoch with matplotlib): for tests of what a long run learns, not of its pictures."""
+    from vertebra import durable
+
+    def picture(history, path, title):
+        return durable.write_file(path, lambda temporary: temporary.write_bytes(b"\x89PNG"))
+
+    monkeypatch.setattr("vertebra.train.loop.plot_history", picture)
+
+
+@pytest.fixture
 def tiny_run() -> dict:
     """TrainConfig keyword arguments of the smallest real training run; it improves at epoch 2."""
     return dict(model="nas_child", epochs=2, batch_size=16, limit=32, optimizer="adamw", lr=0.003,
                 model_kwargs={"genotype": TINY_GENOTYPE, "input_pool": 4})
+
+
+# VGG's fully connected head holds 120-124M of each VGG's 133-144M parameters at any num_classes
+# and input size (fc6 reads the 7x7 pool5 grid: 25088 x 4096).  Copying and serialising it is
+# most of the time a VGG takes in the registry-wide tests, and nothing they check depends on its
+# width: lean_model gives each VGG its head with fc6 and fc7 LEAN_HIDDEN wide (the same layers,
+# the same initialisation, the same operations), and FULL_WIDTH_VGG, the largest, keeps its real
+# width in every one of those tests.
+LEAN_HIDDEN = 64
+FULL_WIDTH_VGG = "vgg19_bn"
+
+
+def lean_model(name: str, **kwargs):
+    """``vertebra.create_model(name, **kwargs)``; for a VGG but FULL_WIDTH_VGG, fc6 and fc7 LEAN_HIDDEN wide."""
+    lean = vertebra.model_info(name).family == "vgg" and name != FULL_WIDTH_VGG
+    if not lean or kwargs.get("num_classes") == 0 or kwargs.get("features_only"):  # no fc layers to narrow
+        return vertebra.create_model(name, **kwargs)
+    num_classes, pretrained = kwargs.pop("num_classes", None), kwargs.pop("pretrained", None)
+    model = vertebra.create_model(name, num_classes=0, **kwargs)  # the convolutions, no fc layers yet
+    model.head.hidden = LEAN_HIDDEN
+    model.reset_classifier(1000 if num_classes is None else num_classes)  # fc6-fc8 as fine-tuning builds them
+    model.model_kwargs["num_classes"] = model.num_classes
+    if pretrained is not None:  # create_model's own step once the model is built
+        vertebra.load_weights(model, pretrained, adapt=True)
+    return model

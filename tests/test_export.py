@@ -6,7 +6,7 @@ import sys
 import onnx
 import pytest
 import torch
-from conftest import ALL_MODELS, test_size
+from conftest import ALL_MODELS, lean_model, test_size
 
 import vertebra
 from vertebra.cli import main
@@ -26,7 +26,7 @@ def one_thread():
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_every_model_exports_to_onnx_and_torchscript(name):
-    model = vertebra.create_model(name, num_classes=10)
+    model = lean_model(name, num_classes=10)  # a VGG's fc6 and fc7 at full width once, in FULL_WIDTH_VGG
     size = test_size(model)
     x = example_input(model, size, seed=1)  # not the traced input: frozen values would show
     onnx_file, script_file = io.BytesIO(), io.BytesIO()

@@ -5,6 +5,8 @@ synthetic_state_dict(manifest); here the same tensors go through vertebra's key 
 the vertebra model, which must give the same logits (DESIGN.md, "Reference parity").
 """
 import json
+import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import vertebra
+import vertebra.testing
 from vertebra.testing import relative_error, synthetic_input, synthetic_state_dict
 from vertebra.weights import KEYMAPS
 
@@ -19,6 +22,38 @@ FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 RECORDED = sorted(p.stem for p in FIXTURES.glob("*.json"))
 REQUIRED = {"resnet18", "resnet50", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
             "se_resnet50", "se_resnext50_32x4d", "senet154"}
+
+
+def large_shared_tensors() -> set[tuple]:
+    """(name, shape, seed) of the synthetic tensors of 2**24 or more values that several fixtures hold:
+    VGG's fc6 and fc7, the same 120M values in all eight VGG fixtures."""
+    held = Counter()
+    for path in FIXTURES.glob("*.json"):
+        info = json.loads(path.read_text())
+        held.update((e["key"], tuple(e["shape"]), info["seed"]) for e in info["manifest"]
+                    if math.prod(e["shape"]) >= 2 ** 24)
+    return {entry for entry, count in held.items() if count > 1}
+
+
+SHARED = large_shared_tensors()
+GENERATED: dict[tuple, torch.Tensor] = {}  # the values of SHARED tensors, made once per worker
+make_uniform = vertebra.testing.uniform
+
+
+@pytest.fixture(autouse=True)
+def _generate_shared_tensors_once(monkeypatch):
+    """vertebra.testing.uniform is a pure function of (shape, seed, name): the shared tensors are made
+    once and reused (synthetic_state_dict only reads them), the same values the fixtures were recorded
+    with.  Making VGG's fc6 took 7 s a fixture; the VGG tests share one worker so that they share it."""
+    def uniform(shape, seed, name):
+        entry = (name, tuple(shape), seed)
+        if entry not in SHARED:
+            return make_uniform(shape, seed, name)
+        if entry not in GENERATED:
+            GENERATED[entry] = make_uniform(shape, seed, name)
+        return GENERATED[entry]
+
+    monkeypatch.setattr(vertebra.testing, "uniform", uniform)
 
 
 def reference(name):
@@ -39,7 +74,8 @@ def test_required_references_are_recorded():
     assert REQUIRED <= set(RECORDED)
 
 
-@pytest.mark.parametrize("name", RECORDED)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group("vgg_parity"))
+                                  if n.startswith("vgg") else n for n in RECORDED])
 def test_logits_match_the_reference(name):
     info, state, recorded = reference(name)
     converted, unmatched = KEYMAPS[info["layout"]].convert(state)

@@ -14,7 +14,7 @@ RECIPES = {"lstm_classifier": (15, 3e-3), "bilstm_classifier": (15, 3e-3), "rnn_
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
-def test_reads_digits_row_by_row_to_95_percent(name, tmp_path):
+def test_reads_digits_row_by_row_to_95_percent(name, tmp_path, quick_curves):
     epochs, lr = RECIPES[name]
     result = train(TrainConfig(name, epochs=epochs, lr=lr, batch_size=64, optimizer="adamw", seed=0,
                                channels_last=False, out=tmp_path / name), Console(quiet=True))
