@@ -88,6 +88,11 @@ def main() -> None:
     # the plot's networks at the latencies measured now, all in one stretch (the run's own were taken
     # between trainings, when the machine may have been busier)
     summary["start"]["measured_ms"] = lines[0]["measured_ms"]
+    summary["budget_ms"] = lines[0]["measured_ms"] * float(args.budget) if not args.budget.endswith("ms") \
+        else summary["budget_ms"]
+    for step in summary["iterations"]:  # each iteration's network is kept: timed again with the rest
+        weights = run.out / "iterations" / f"{step['iteration']:03d}" / "network.safetensors"
+        step["measured_ms"] = table.measure(load_network(WIDTHS[0], weights)[0], size)
     for tuned, line in zip(summary["fine_tuned"], lines[1:]):
         tuned["measured_ms"] = line["measured_ms"]
     summary["references"] = [{"model": line["network"], "measured_ms": line["measured_ms"],
