@@ -33,8 +33,9 @@ from vertebra.design.netadapt import NetAdapt, NetAdaptSettings, load_network, m
 WIDTHS = ["mobilenet_v2_100", "mobilenet_v2_075", "mobilenet_v2_050", "mobilenet_v2_035"]
 
 
-def row(name: str, weights: str, table: LatencyTable, size: int, **extra) -> dict:
-    model = load_network(WIDTHS[0] if name.startswith("netadapt") else name, weights)[0]
+def row(name: str, weights: str, table: LatencyTable, size: int, model_name: str | None = None, **extra) -> dict:
+    """One network's JSON line; ``model_name``: the registered model, when ``name`` is a label."""
+    model = load_network(model_name or name, weights)[0]
     measured = table.measure(model, size)
     predicted = table.predict_layers(network_layers(model, size).values())
     return {"benchmark": "netadapt", "network": name, "measured_ms": round(measured, 3),
@@ -76,7 +77,7 @@ def main() -> None:
     for tuned in summary["fine_tuned"]:
         folder = run.out / ("final" if tuned["label"] == "final" else f"final-{tuned['iteration']:03d}")
         weights = next(folder.glob("best-*.safetensors"))
-        lines.append(row(f"netadapt iteration {tuned['iteration']}", weights, table, size, kind="netadapt",
+        lines.append(row(f"netadapt iteration {tuned['iteration']}", weights, table, size, WIDTHS[0], kind="netadapt",
                          label=tuned["label"], val_accuracy=tuned["val_accuracy"],
                          test_accuracy=tuned["test_accuracy"]))
     for reference in references:

@@ -178,6 +178,12 @@ def read_json(path: str | Path, what: str = "file"):
                          f"by vertebra as it is now, so move it away") from None
 
 
+def as_saved(data):
+    """``data`` as a JSON file gives it back (tuples become lists), so a recorded identity and the
+    current one compare like with like."""
+    return json.loads(json.dumps(data))
+
+
 def differing(recorded: dict, current: dict) -> list[str]:
     """The keys whose values differ between a recorded identity and the current one, sorted."""
     return sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))

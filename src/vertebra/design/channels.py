@@ -31,7 +31,6 @@ PASS_THROUGH = {
     "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "hardswish", "hardswish_", "hardsigmoid", "sigmoid",
     "sigmoid_", "silu", "gelu", "tanh", "elu", "leaky_relu", "mish", "dropout", "dropout2d", "alpha_dropout",
     "contiguous", "clone", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
-    "local_response_norm_off",
 }
 BINARY = {"add", "add_", "__add__", "__iadd__", "__radd__", "mul", "mul_", "__mul__", "__imul__", "__rmul__",
           "sub", "__sub__", "__isub__", "__rsub__", "div", "div_", "__truediv__", "__itruediv__"}

@@ -134,8 +134,8 @@ def network_layers(model: nn.Module, input_size: int) -> dict[str, Layer]:
             inputs.setdefault(name, tuple(args[0].shape[1:]))
         return hook
 
-    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
-    hooks = [module.register_forward_pre_hook(record(name)) for name, module in layers]
+    layers = {name: module for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))}
+    hooks = [module.register_forward_pre_hook(record(name)) for name, module in layers.items()]
     training = model.training
     try:
         with torch.inference_mode():
@@ -145,8 +145,8 @@ def network_layers(model: nn.Module, input_size: int) -> dict[str, Layer]:
             hook.remove()
         model.train(training)
     found = {}
-    for name in sorted(inputs, key=list(inputs).index):
-        module = dict(layers)[name]
+    for name in inputs:  # the order the forward pass reached them
+        module = layers[name]
         if isinstance(module, nn.Linear):
             found[name] = Layer("linear", inputs[name], module.out_features, bias=module.bias is not None)
             continue

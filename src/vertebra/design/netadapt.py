@@ -27,10 +27,9 @@ import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import torch
 from rich.console import Console
 
-from ..durable import FolderLock, check_output_folder, differing, read_json, write_json
+from ..durable import FolderLock, as_saved, check_output_folder, differing, read_json, write_json
 from ..registry import create_model, resolve
 from ..weights import load_weights, read_weights, save_weights
 from .channels import ChannelGroup, prune, trace_groups
@@ -117,12 +116,11 @@ def adaptable_groups(network, input_size: int, name: str) -> list[ChannelGroup]:
     return groups
 
 
-def proposal_widths(table: LatencyTable, layers: dict, group: ChannelGroup, reduction: float,
+def proposal_widths(table: LatencyTable, layers: dict, current: float, group: ChannelGroup, reduction: float,
                     granularity: int) -> tuple[int, float] | None:
     """The largest width of ``group`` (a multiple of ``granularity`` below its own) whose predicted
     latency is at least ``reduction`` ms below the current one, and that prediction; None if even the
-    narrowest does not give it."""
-    current = table.predict_layers(layers.values())
+    narrowest does not give it.  ``current``: the table's prediction for ``layers`` as they are."""
     width = group.channels - (group.channels % granularity or granularity)
     while width >= 1:
         predicted = table.predict_layers(resized(layers, group, width).values())
@@ -195,7 +193,7 @@ class NetAdapt:
     def _check_identity(self) -> None:
         identity = {"model": self.model, "weights": str(self.weights.resolve()), "seed": self.seed,
                     "data": self.trial.data,
-                    "settings": json_ready(asdict(self.settings))}
+                    "settings": as_saved(asdict(self.settings))}
         path = self.out / "netadapt.json"
         if path.exists():
             recorded = read_json(path, "the NetAdapt run's identity")
@@ -255,7 +253,7 @@ class NetAdapt:
         with self.console.status(f"iteration {index}: fine-tuning {len(specs)} proposals short-term "
                                  f"({self.workers} workers)"):
             records = run_grid(folder / "trials", {"plan": plan["proposals"],
-                                                   "trial": json_ready(asdict(self.trial))}, specs, self.executor,
+                                                   "trial": as_saved(asdict(self.trial))}, specs, self.executor,
                                self.workers)
         failed = [r for r in records if r.get("error")]
         if failed:
@@ -293,7 +291,7 @@ class NetAdapt:
         for _ in range(3):  # no single layer gives it: ask for half, twice, before giving up
             with self.console.status(f"iteration {index}: proposing a {reduction:.3f} ms reduction per layer"):
                 for group in groups:
-                    found = proposal_widths(self.table, layers, group, reduction * predicted / measured,
+                    found = proposal_widths(self.table, layers, predicted, group, reduction * predicted / measured,
                                             self.settings.granularity)
                     if found is None:
                         continue
@@ -411,12 +409,3 @@ def measured_references(names: list[str], trial: TrialSettings, out: Path, table
 
 def _params(model) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def json_ready(value):
-    """Tuples as lists, as JSON gives them back: a recorded identity compares equal after a reload."""
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return value

@@ -13,7 +13,6 @@ and carries on.  A lock on the folder keeps a second search out of it.
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -24,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
     TimeRemainingColumn
 from safetensors.torch import load_file
 
-from ...durable import (FolderLock, check_output_folder, differing, holds_work, is_scratch, read_json,
+from ...durable import (FolderLock, as_saved, check_output_folder, differing, holds_work, is_scratch, read_json,
                         remove_unreferenced, write_json, write_tensors)
 from ...registry import model_info
 from .controller import ControllerSettings
@@ -106,15 +105,10 @@ def _jsonable_settings(config: SearchConfig) -> dict | None:
 def _identity(config: SearchConfig) -> dict:
     """What must match for --resume to continue a search rather than start another."""
     schedule = asdict(config.schedule) if config.schedule else None
-    return _as_saved({"strategy": config.strategy, "space": config.space, "space_settings": config.space_settings,
+    return as_saved({"strategy": config.strategy, "space": config.space, "space_settings": config.space_settings,
             "trials": config.trials, "children_per_update": config.children_per_update, "seed": config.seed,
             "schedule": schedule, "strategy_settings": _jsonable_settings(config), "trial": asdict(config.trial),
             "objective": {"name": config.objective.name, **asdict(config.objective)}})
-
-
-def _as_saved(identity: dict) -> dict:
-    """As state.json gives it back (tuples become lists), so a resume compares like with like."""
-    return json.loads(json.dumps(identity))
 
 
 def _trials(config: SearchConfig, space) -> int:
