@@ -500,6 +500,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_draw(args: argparse.Namespace) -> int:
+    """Draw a model's network or its blocks as an SVG or PNG page."""
+    from .diagrams import FORMATS, draw
+
+    out = Path(args.out)
+    if out.suffix.lower() not in FORMATS:
+        raise ValueError(f"--out must end in .svg or .png, got {str(out)!r}")
+    model_info(args.model)  # fail on a wrong name before any work
+    if out.exists() and not args.force and not out.is_dir():
+        raise ValueError(f"{out} exists: pass --force to replace it")
+    diagram = draw(args.model, args.detail, args.input_size)
+    diagram.save(out, force=args.force)
+    console.print(f"wrote {out}: {args.model}, {args.detail}, {len(diagram.panels)} panel(s)", soft_wrap=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .design.nas import EXECUTORS, SPACES, STRATEGIES
 
@@ -710,6 +726,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, choices=range(13, 21), metavar="{13..20}", help="ONNX opset (default 17)")
     export.add_argument("--force", action="store_true", help="replace an existing --out")
     export.set_defaults(run=cmd_export)
+    drawing = commands.add_parser("draw", help="a model's picture: its stages, or each of its blocks in detail")
+    drawing.add_argument("model")
+    drawing.add_argument("--out", required=True, help="the file to write: .svg or .png (an existing one needs "
+                         "--force)")
+    drawing.add_argument("--detail", choices=("network", "blocks"), default="network",
+                         help="network: stem, stages and head with their share of the cost; blocks: each distinct "
+                         "block's layers, branches and shortcuts")
+    drawing.add_argument("--input-size", type=_positive, help="input height and width for the shapes and costs "
+                         "(default: the card's)")
+    drawing.add_argument("--force", action="store_true", help="replace an existing --out")
+    drawing.set_defaults(run=cmd_draw)
     return parser
 
 

@@ -202,7 +202,8 @@ def profile(model: nn.Module | str, input_size: int | tuple[int, int] | None = N
         raise ValueError(f"{getattr(model, 'model_name', type(model).__name__)} needs inputs of at least "
                          f"{minimum}x{minimum}, got {height}x{width}")
     model = model.eval().to(dtype)
-    x = torch.zeros(batch_size, in_chans or getattr(model, "in_chans", 3), height, width, dtype=dtype)
+    device = next(model.parameters(), torch.empty(0)).device  # meta counts without computing
+    x = torch.zeros(batch_size, in_chans or getattr(model, "in_chans", 3), height, width, dtype=dtype, device=device)
     root = type(model).__name__
     try:
         with torch.inference_mode(), ModuleTracker() as tracker, FlopCounterMode(display=False) as flops, \
