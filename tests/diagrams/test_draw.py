@@ -73,7 +73,8 @@ def test_every_model_draws_its_network(name, meta_models, tmp_path):
         line = next(l for l in lines if l.startswith(f"stage {index + 1}: "))
         stage_lines = lines[lines.index(line):]
         for run in stage_runs(stage):  # the blocks and their repeat counts, in the stage's box
-            assert any(l.removeprefix(f"stage {index + 1}: ") == run for l in stage_lines[:8]), (index, run)
+            assert any(re.fullmatch(rf"{run}(: \w+ ×\d+)?", l.removeprefix(f"stage {index + 1}: "))
+                       for l in stage_lines[:8]), (index, run)
     if name.split("_")[0] not in ("rnn", "lstm", "bilstm"):
         for info in model.feature_info:
             assert f"{info.channels} × " in text, info
@@ -140,6 +141,12 @@ def test_inception_module_concatenates_four_branches(meta_models):
     assert len(concat.inputs) == 4
     first_layers = [n for n in module.nodes if n.inputs == [0]]
     assert len(first_layers) == 4  # each branch reads the module's input
+
+
+def test_a_dense_block_says_how_many_layers_it_repeats(meta_models):
+    text = draw(meta_models("densenet121"), "network", 64).text()
+    for index, layers in enumerate((6, 12, 24, 16)):
+        assert f"DenseBlock: DenseLayer ×{layers}" in text
 
 
 def test_dense_layers_read_every_earlier_map(meta_models):

@@ -63,11 +63,10 @@ def draw(model: nn.Module | str, detail: str = "network", input_size: int | None
     model = _model(model)
     x = _input(model, input_size)
     name = getattr(model, "model_name", type(model).__name__)
-    network = _network(model, x)
     if detail == "network":
-        panels = [_network_panel(model, x, network)]
+        panels = [_network_panel(model, x, _network(model, x))]
     else:
-        panels = _block_panels(model, x)
+        network, panels = _block_panels(model, x)
         if any(len(node.inputs) > 1 for node in network.nodes):  # skips between stages: show the wiring
             panels.insert(0, _network_panel(model, x, network, costs=False))
     diagram = Diagram(name, detail, panels)
@@ -199,10 +198,14 @@ def _is_recurrent(module: nn.Module) -> bool:
     return hasattr(module, "hidden_size") and hasattr(module, "num_layers")
 
 
-def _block_panels(model: nn.Module, x: torch.Tensor) -> list[Panel]:
+def _block_panels(model: nn.Module, x: torch.Tensor) -> tuple[Graph, list[Panel]]:
+    """The network's graph and a panel per distinct block, from one pass."""
     scopes = _block_scopes(model)
     recurrent = {m: p for m, p in scopes.items() if _is_recurrent(m)}
-    graphs = trace(model, x, {m: p for m, p in scopes.items() if m not in recurrent})
+    traced = {model: "", **{m: p for m, p in scopes.items() if m not in recurrent}}
+    graphs = trace(model, x, traced, root_atoms=_units(model))
+    network = next(g for g in graphs if g.module is model)
+    graphs = [g for g in graphs if g.module is not model]
     order = {id(m): i for i, m in enumerate(scopes)}
     graphs.sort(key=lambda g: order[id(g.module)])
     kinds: dict[tuple, list[Graph]] = {}
@@ -215,7 +218,7 @@ def _block_panels(model: nn.Module, x: torch.Tensor) -> list[Panel]:
         if type(layer).__name__ not in drawn:
             drawn.add(type(layer).__name__)
             panels.append(_cell_panel(layer))
-    return panels
+    return network, panels
 
 
 def _kind(module: nn.Module) -> str:

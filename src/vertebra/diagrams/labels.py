@@ -99,9 +99,18 @@ def summary(module: nn.Module, limit: int = 8) -> list[str]:
     """A module's parts in order, one run per line: blocks by class, layers by what they are."""
     if not is_block(module):
         return describe(module)[:1]
-    parts = [type(child).__name__ if is_block(child) else describe(child)[0] for child in _modules(module)]
+    parts = [_block_name(child) if is_block(child) else describe(child)[0] for child in _modules(module)]
     lines = runs(parts) or [type(module).__name__]
     return lines if len(lines) <= limit else lines[:limit - 1] + [f"… {len(lines) - limit + 1} more"]
+
+
+def _block_name(block: nn.Module) -> str:
+    """A block's class; a block of one repeated block (a dense block) with what it repeats."""
+    inner = {type(child).__name__ for child in _modules(block) if is_block(child)}
+    count = len(_modules(block))
+    if len(inner) == 1 and count > 1 and all(is_block(child) for child in _modules(block)):
+        return f"{type(block).__name__}: {inner.pop()} ×{count}"
+    return type(block).__name__
 
 
 def _modules(module: nn.Module):
