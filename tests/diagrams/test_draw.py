@@ -201,7 +201,9 @@ def test_an_unknown_module_is_a_labelled_box(tmp_path):
         def forward(self, x):
             return self.fc(self.odd(self.conv(x)) + self.conv(x))
 
-    diagram = draw(Net(), "network", input_size=16, out=tmp_path / "net.png")
+    net = Net().train()
+    diagram = draw(net, "network", input_size=16, out=tmp_path / "net.png")
+    assert net.training  # drawing does not change the model's mode
     assert "Mystery" in diagram.text() and "3×3 conv, 8" in diagram.text()
     assert (tmp_path / "net.png").read_bytes()[:4] == b"\x89PNG"
     assert "Net" in draw(Net(), "blocks", input_size=16).text()

@@ -61,14 +61,19 @@ def draw(model: nn.Module | str, detail: str = "network", input_size: int | None
     if out is not None and Path(out).suffix.lower() not in FORMATS:
         raise ValueError(f"a diagram is written as .svg or .png, got {str(out)!r}")
     model = _model(model)
-    x = _input(model, input_size)
+    training = model.training
+    try:
+        model.eval()  # the network as it infers: no auxiliary heads, no dropout
+        x = _input(model, input_size)
+        if detail == "network":
+            panels = [_network_panel(model, x, _network(model, x))]
+        else:
+            network, panels = _block_panels(model, x)
+            if any(len(node.inputs) > 1 for node in network.nodes):  # skips between stages: show the wiring
+                panels.insert(0, _network_panel(model, x, network, costs=False))
+    finally:
+        model.train(training)  # a model in the middle of training stays in training
     name = getattr(model, "model_name", type(model).__name__)
-    if detail == "network":
-        panels = [_network_panel(model, x, _network(model, x))]
-    else:
-        network, panels = _block_panels(model, x)
-        if any(len(node.inputs) > 1 for node in network.nodes):  # skips between stages: show the wiring
-            panels.insert(0, _network_panel(model, x, network, costs=False))
     diagram = Diagram(name, detail, panels)
     if out is not None:
         diagram.save(out, force)
@@ -81,10 +86,10 @@ def _model(model) -> nn.Module:
 
         model_info(model)  # an unknown name fails here, with the close matches
         with torch.device("meta"):
-            return create_model(model).eval()
+            return create_model(model)
     if not isinstance(model, nn.Module):
         raise TypeError(f"draw expects an nn.Module or a model name, got {type(model).__name__}")
-    return model.eval()
+    return model
 
 
 def _input(model: nn.Module, input_size) -> torch.Tensor:
@@ -134,7 +139,7 @@ def _share(part: int, whole: int) -> str:
 def _network_panel(model: nn.Module, x: torch.Tensor, graph: Graph, costs: bool = True) -> Panel:
     from ..analysis import profile
 
-    cost = profile(model, x.shape[-1], measure=False)
+    cost = profile(model, x.shape[-1], dtype=x.dtype, measure=False)  # the model keeps its dtype
     texts, styles = [], []
     for node in graph.nodes:
         if node.kind in ("input", "output"):
