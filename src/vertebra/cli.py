@@ -258,8 +258,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .design.nas import (DepthSchedule, EvolutionSettings, SearchConfig, SetSettings, TrialSettings, final_stage,
                              get_space, search)
 
+    if args.strategy == "darts":
+        return _darts(args)
     space, space_settings = _space(args)
-    trial = TrialSettings(epochs=args.epochs, data=args.data, limit=args.limit, input_pool=args.input_pool)
+    trial = TrialSettings(epochs=args.epochs or 2, data=args.data, limit=args.limit, input_pool=args.input_pool)
     schedule = None
     if args.start_depth or args.depth_step or args.depth_interval or args.depth_final:
         default = DepthSchedule.for_budget(args.trials or 64)
@@ -293,6 +295,35 @@ def cmd_search(args: argparse.Namespace) -> int:
                             workers=args.workers, ray_address=args.ray_address, seed=args.seed, console=console)
         console.print(f"[bold]final: {final.best_point}, validation {final.val_accuracy:.2%}, test "
                       f"{final.test_accuracy:.2%}; weights {final.weights}, genotype {final.genotype}[/bold]")
+    return 0
+
+
+def _darts(args: argparse.Namespace) -> int:
+    """DARTS: one over-parameterised network, the architecture learned by gradient descent, then
+    the derived genotype trained from scratch (--final)."""
+    from .design.nas.darts import DartsSearch, DartsSettings
+    from .models.nas_child import describe_genotype
+
+    settings = DartsSettings(order=args.order, nodes=args.nodes, layers=args.layers, init_channels=args.init_channels,
+                             epochs=args.epochs or 10, batch_size=args.batch_size, data=args.data,
+                             input_size=args.input_size, limit=args.limit, seed=args.seed)
+    out = Path(args.out)
+    result = DartsSearch(settings, out, resume=args.resume).run(console)
+    seconds = sum(record["seconds"] for record in result.history)
+    console.print(f"[bold]DARTS ({'first' if args.order == 1 else 'second'} order): {len(result.history)} epochs, "
+                  f"{seconds:.0f} s of search ({seconds / len(result.history):.1f} s an epoch)[/bold]")
+    console.print(describe_genotype(result.genotype))
+    console.print(f"journal {out / 'journal.jsonl'}, plot {out / 'alphas.png'}, genotype {out / 'genotype.json'}")
+    if args.final:
+        from .train.loop import TrainConfig, train
+
+        config = TrainConfig(model="nas_child", data=args.data, epochs=args.final_epochs, optimizer="adamw",
+                             seed=args.seed, out=out / "final", resume=args.resume and (out / "final").exists(),
+                             model_kwargs={"genotype": result.genotype})
+        final = train(config, console)
+        test = f", test {final.test_accuracy:.2%}" if final.test_accuracy is not None else ""
+        console.print(f"[bold]from scratch: validation {final.best_val_accuracy:.2%}{test} after {final.epochs} "
+                      f"epochs ({final.wall_s:.0f} s); weights in {out / 'final'}[/bold]")
     return 0
 
 
@@ -593,8 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     gates.add_argument("--layer", type=int, default=0)
     gates.add_argument("--out", default="gates.png")
     gates.set_defaults(run=cmd_gates)
-    nas = commands.add_parser("search", help="neural architecture search: " + ", ".join(STRATEGIES))
-    nas.add_argument("strategy", choices=tuple(STRATEGIES))
+    nas = commands.add_parser("search", help="neural architecture search: " + ", ".join(STRATEGIES) + ", darts")
+    nas.add_argument("strategy", choices=(*STRATEGIES, "darts"), help="darts: differentiable search of the "
+                     "darts_cells space (one supernet; --order, --nodes, --layers, --init-channels)")
     nas.add_argument("--space", choices=tuple(SPACES), help="what is searched (default nas_cnn; models with "
                      "--candidates)")
     nas.add_argument("--trials", type=_positive, help="children to train (default 64; a set search trains what "
@@ -614,8 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
     nas.add_argument("--resume", action="store_true", help="continue the search in --out (every setting the "
                      "same; finished children are never trained again)")
     nas.add_argument("--seed", type=int, default=0)
-    nas.add_argument("--epochs", type=_positive, default=2, help="training epochs per child (a set search's "
-                     "first round; each later round doubles them)")
+    nas.add_argument("--epochs", type=_positive, help="training epochs per child (default 2; a set search's "
+                     "first round, each later round doubling them); darts: epochs of the search (default 10)")
     nas.add_argument("--data", default="digits", help="'digits' (embedded) or an image folder")
     nas.add_argument("--limit", type=_positive, help="train each child on only N images (a quick check)")
     nas.add_argument("--input-pool", type=_positive, help="average-pool the input by this factor first "
@@ -647,8 +679,18 @@ def build_parser() -> argparse.ArgumentParser:
     nas.add_argument("--references", nargs="*", metavar="MODEL", help="mnas: hand-designed models trained like "
                      "the children and drawn beside the Pareto front (default: up to 4 mobile models within a "
                      "factor of two of the target; none for the models space; give none to skip)")
+    nas.add_argument("--order", type=int, choices=(1, 2), default=1, help="darts: 1 first order (xi = 0), 2 the "
+                     "unrolled second-order step")
+    nas.add_argument("--nodes", type=_positive, default=4, help="darts: intermediate nodes per cell (default 4)")
+    nas.add_argument("--layers", type=_positive, default=8, help="darts: cells, reductions at 1/3 and 2/3 "
+                     "(default 8)")
+    nas.add_argument("--init-channels", type=_positive, default=16, help="darts: the first cells' width (default 16)")
+    nas.add_argument("--batch-size", type=_positive, default=64, help="darts: batch size of both halves")
+    nas.add_argument("--input-size", type=_positive, default=16, help="darts: image size (default 16: the 8x8 "
+                     "digits upsampled)")
     nas.add_argument("--final", action="store_true", help="then grid-search the best child's training "
-                     "settings (--grid) and train it fully (weights + genotype in OUT/final)")
+                     "settings (--grid) and train it fully (weights + genotype in OUT/final); darts: train the "
+                     "derived genotype from scratch for --final-epochs")
     nas.add_argument("--final-epochs", type=_positive, default=30)
     nas.add_argument("--grid", choices=("default", "paper"), default="default", help="--final's grid: lr x "
                      "weight decay x batch size (default), or the paper's lr x weight decay x batch-norm epsilon "

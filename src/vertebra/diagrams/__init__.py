@@ -287,7 +287,7 @@ def _block_panel(graph: Graph, count: int) -> Panel:
     texts, styles = _node_panel_parts(graph)
     inputs = [n.shape for n in graph.nodes if n.kind == "input"]
     outputs = [n.shape for n in graph.nodes if n.kind == "output"]
-    name = type(graph.module).__name__
+    name = getattr(graph.module, "diagram_label", [type(graph.module).__name__])[0]
     title = [name if type(graph.module) is not nn.Sequential else f"stage {int(graph.path.split('.')[1]) + 1}",
              f"{graph.path}: {', '.join(map(_shape_text, inputs))} → {', '.join(map(_shape_text, outputs))}",
              f"{count} like it in the model" if count > 1 else "1 in the model"]

@@ -50,8 +50,11 @@ def _pool_text(pool: nn.Module) -> str:
 
 
 def describe(module: nn.Module) -> list[str]:
-    """A module as one box's lines of text: what it is, its main sizes."""
+    """A module as one box's lines of text: what it is, its main sizes.  A module may name itself
+    (``diagram_label``, a list of lines), as DARTS's primitives do."""
     name = type(module).__name__
+    if hasattr(module, "diagram_label"):
+        return list(module.diagram_label)
     if isinstance(module, ConvNormAct):
         return [conv_text(module.conv), _after(getattr(module, "bn", None), getattr(module, "act", None))]
     if isinstance(module, SeparableConv):
@@ -92,12 +95,13 @@ def runs(items: list[str]) -> list[str]:
 def is_block(module: nn.Module) -> bool:
     """A module with a drawing of its own: it has parts, and they are not one of the known layers."""
     simple = (ConvNormAct, NormAct, SeparableConv, SqueezeExcite, ChannelShuffle)
-    return any(True for _ in module.children()) and not isinstance(module, simple)
+    leaf = getattr(module, "diagram_leaf", False)  # a composite layer that is drawn as one box
+    return any(True for _ in module.children()) and not isinstance(module, simple) and not leaf
 
 
 def summary(module: nn.Module, limit: int = 8) -> list[str]:
     """A module's parts in order, one run per line: blocks by class, layers by what they are."""
-    if not is_block(module):
+    if not is_block(module) or hasattr(module, "diagram_label"):
         return describe(module)[:1]
     parts = [_block_name(child) if is_block(child) else describe(child)[0] for child in _modules(module)]
     lines = runs(parts) or [type(module).__name__]

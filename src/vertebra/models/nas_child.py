@@ -20,6 +20,7 @@ from torch import nn
 from ..backbone import Backbone, ClassifierHead, FeatureInfo, check_int
 from ..layers import ConvNormAct, InvertedResidual, SeparableConv, SqueezeExcite
 from ..registry import register
+from . import darts_cells
 
 ReLU = partial(nn.ReLU, inplace=True)
 
@@ -116,8 +117,10 @@ def check_genotype(genotype) -> dict:
     the first bad decision."""
     genotype = load_genotype(genotype)
     space = genotype.get("space")
+    if space == "darts_cells":
+        return darts_cells.check_genotype(genotype)
     if not isinstance(space, str) or space not in GENOTYPE_SPACES:
-        raise ValueError(f"genotype space must be one of {tuple(GENOTYPE_SPACES)}, got {space!r}")
+        raise ValueError(f"genotype space must be one of {(*GENOTYPE_SPACES, 'darts_cells')}, got {space!r}")
     units, unit, decisions = GENOTYPE_SPACES[space]
     entries = _entry(f"{space} genotype", genotype, ("space", units))[units]
     if not isinstance(entries, list) or not entries:
@@ -143,6 +146,8 @@ def unconsumed_layers(layers: list[dict]) -> list[int]:
 def describe_genotype(genotype) -> str:
     """One line per layer (nas_cnn) or stage (mnas_blocks), for printing a found architecture."""
     genotype = check_genotype(genotype)
+    if genotype["space"] == "darts_cells":
+        return darts_cells.describe(genotype)
     if genotype["space"] == "nas_cnn":
         layers = genotype["layers"]
         lines = [f"nas_cnn, {len(layers)} layers (conv height x width, filters, stride <- inputs):"]
@@ -298,7 +303,9 @@ class MnasBlocks(Backbone):
           reference="none: the network depends on its genotype",
           idea="an RNN controller trained with REINFORCE on child accuracy writes CNNs decision by decision",
           notes="genotype: a dict or the path of a JSON file, {'space': 'nas_cnn', 'layers': [...]} or "
-                "{'space': 'mnas_blocks', 'stages': [...]} (see check_genotype); None builds a fixed "
+                "{'space': 'mnas_blocks', 'stages': [...]} or {'space': 'darts_cells', 'normal': [[op, input], ...], "
+                "'normal_concat': [...], 'reduce': ..., 'reduce_concat': ..., 'layers': 8, 'init_channels': 16} "
+                "(see check_genotype); None builds a fixed "
                 "6-layer nas_cnn example. nas_cnn zero-pads smaller maps at the bottom and right. "
                 "small_input=False adds a stem the paper lacks (nas_cnn: 3x3/2 conv of 32 channels and "
                 "3x3/2 max pool; mnas_blocks: MnasNet's 3x3/2 conv), so 224 inputs are affordable; "
@@ -307,6 +314,13 @@ def nas_child(genotype=None, *, num_classes: int = 10, in_chans: int = 3, drop_r
               small_input: bool = True, input_pool: int = 1) -> Backbone:
     """Build the child network a genotype describes (see ``check_genotype``)."""
     genotype = check_genotype(EXAMPLE_GENOTYPE if genotype is None else genotype)
+    if genotype["space"] == "darts_cells":
+        if input_pool != 1:
+            raise ValueError("input_pool applies to nas_cnn and mnas_blocks genotypes, not darts_cells")
+        model = darts_cells.DartsNetwork(genotype, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                                         small_input=small_input)
+        model.genotype = genotype
+        return model
     network = NasCnn if genotype["space"] == "nas_cnn" else MnasBlocks
     model = network(genotype, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                     small_input=small_input, input_pool=check_int("input_pool", input_pool, 1))

@@ -106,3 +106,37 @@ def _save_accuracy_plot(fig, ax, path: Path, xlabel: str, title: str, ylabel: st
         return write_file(path, lambda temporary: fig.savefig(temporary, format="png"))
     finally:
         plt.close(fig)
+
+
+def plot_alphas(history: list[dict], path: Path, title: str) -> Path:
+    """DARTS: for each cell type, each edge's weight of the operation it ends with, over the epochs
+    (rows: edges "node <- input: operation"; columns: epochs; colour: softmax(alpha))."""
+    from ...durable import write_file
+    from ...models.darts_cells import PRIMITIVES
+
+    kinds = ("normal", "reduce")
+    last = history[-1]["alphas"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(last["normal"]) + 1.6), dpi=100)
+    for ax, kind in zip(axes, kinds):
+        final = last[kind]
+        chosen = [max(range(1, len(PRIMITIVES)), key=lambda k: row[k]) for row in final]  # the best non-zero op
+        grid = [[record["alphas"][kind][edge][op] for record in history] for edge, op in enumerate(chosen)]
+        labels, edge = [], 0
+        for node in range(2, 100):
+            for source in range(node):
+                if edge < len(final):
+                    labels.append(f"{node} ← {source}: {PRIMITIVES[chosen[edge]]}")
+                    edge += 1
+        image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0.0, interpolation="nearest")
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlabel("epoch")
+        ax.set_xticks(range(len(history)), [str(r["epoch"] + 1) for r in history], fontsize=7)
+        ax.set_title(f"{kind} cell: softmax(α) of each edge's strongest operation", fontsize=9)
+        fig.colorbar(image, ax=ax, fraction=0.05)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    try:
+        write_file(path, lambda temporary: fig.savefig(temporary, format="png"))
+    finally:
+        plt.close(fig)
+    return path
