@@ -23,6 +23,10 @@ import torch  # noqa: E402
 import vertebra  # noqa: E402
 from vertebra import registry  # noqa: E402
 from vertebra.analysis import count_macs, count_params  # noqa: E402
+from vertebra.models.darts_cells import DARTS_V2  # noqa: E402
+
+# The paper's CIFAR-10 evaluation network of the DARTS_V2 cells, drawn on the NAS page
+DARTS_NETWORK = {"genotype": {**DARTS_V2, "layers": 20, "init_channels": 36}}
 
 PAGES = ROOT / "docs" / "families"
 # family -> (title, the models drawn on its page)
@@ -44,7 +48,9 @@ FAMILIES = {
     "shufflenet_v2": ("ShuffleNet V2", ["shufflenet_v2_x1_0"]),
     "mnasnet": ("MnasNet", ["mnasnet1_0"]),
     "efficientnet": ("EfficientNet", ["efficientnet_b0"]),
-    "nas": ("NAS child networks", ["nas_child"]),
+    "nas": ("NAS child networks and DARTS cells",
+            ["nas_child", ("nas_child_darts_v2", "nas_child", DARTS_NETWORK,
+                           'create_model("nas_child", genotype={**DARTS_V2, "layers": 20, "init_channels": 36})')]),
     "rnn": ("Elman RNN", ["rnn_classifier"]),
     "lstm": ("LSTM and bidirectional LSTM", ["lstm_classifier"]),
 }
@@ -103,14 +109,18 @@ def write_page(family: str, names: list[str]) -> None:
     for source in source_files(names):
         lines += [f"From `{source.relative_to(ROOT)}`, which builds it:", "", "```text",
                   ast.get_docstring(ast.parse(source.read_text())) or "", "```", ""]
-    for name in drawn:
+    for entry in drawn:  # a model name, or (picture name, model name, create_model keyword arguments, code)
+        label, name, kwargs, code = (entry, entry, {}, "") if isinstance(entry, str) else entry
         card = vertebra.model_info(name)
+        with torch.device("meta"):
+            model = vertebra.create_model(name, **kwargs)
         for detail in ("network", "blocks"):
-            image = PAGES / "img" / f"{name}_{detail}.svg"
-            vertebra.draw(name, detail, card.input_size, out=image, force=True)
+            image = PAGES / "img" / f"{label}_{detail}.svg"
+            vertebra.draw(model, detail, card.input_size, out=image, force=True)
             heading = "the network" if detail == "network" else "its blocks"
-            lines += [f"## {name}: {heading}", "", f"![{name}, {heading}](img/{image.name})", "",
-                      f"`vertebra draw {name} --detail {detail} --out {name}_{detail}.svg`", ""]
+            how = (f"`vertebra.draw({code}, \"{detail}\")` (`DARTS_V2` from `vertebra.models.darts_cells`)" if code
+                   else f"`vertebra draw {name} --detail {detail} --out {label}_{detail}.svg`")
+            lines += [f"## {label}: {heading}", "", f"![{label}, {heading}](img/{image.name})", "", how, ""]
     lines += ["## The models against their papers", "",
               "Parameters and multiply-accumulates counted on the built model at the card's input size, against "
               "the figures the card quotes (the paper's table, or the reference implementation it names).", "",

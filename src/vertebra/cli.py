@@ -255,8 +255,8 @@ def cmd_gates(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     """Neural architecture search over a space: an RL controller (Zoph & Le), random search,
     regularized evolution (Real et al.), or successive halving over a set of candidates."""
-    from .design.nas import (DepthSchedule, EvolutionSettings, SearchConfig, SetSettings, TrialSettings, final_stage,
-                             get_space, search)
+    from .design.nas import (DepthSchedule, EvolutionSettings, MorphSettings, SearchConfig, SetSettings, TrialSettings,
+                             final_stage, get_space, search)
 
     if args.strategy == "darts":
         return _darts(args)
@@ -274,6 +274,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                           resume=args.resume, seed=args.seed, schedule=schedule, trial=trial,
                           evolution=EvolutionSettings(args.population, args.sample, args.crossover),
                           set=SetSettings(args.set_size), objective=_objective(args, trial),
+                          morph=MorphSettings(args.children, args.edits, args.steps),
                           latency_table=args.latency_table, remeasure=args.remeasure,
                           references=tuple(args.references) if args.references is not None else None)
     result = search(config, console)
@@ -284,7 +285,12 @@ def cmd_search(args: argparse.Namespace) -> int:
                   f"{best['reward']:.4f} (validation accuracy {best['val_accuracy']:.2%}, trial {best['trial']}); "
                   f"mean reward of the first quarter {sum(rewards[:quarter]) / quarter:.4f}, last quarter "
                   f"{sum(rewards[-quarter:]) / quarter:.4f}[/bold]")
-    console.print(get_space(space, **space_settings).describe(best["genotype"]))
+    if args.strategy == "morph":  # morphisms leave the space's discrete options (any width, any depth)
+        from .models.nas_child import describe_genotype
+
+        console.print(describe_genotype(best["genotype"]))
+    else:
+        console.print(get_space(space, **space_settings).describe(best["genotype"]))
     console.print(f"journal {result.out / 'journal.jsonl'}, plot {result.out / 'rewards.png'}, "
                   f"best genotype {result.out / 'best_genotype.json'}")
     if args.final:
@@ -306,7 +312,7 @@ def _darts(args: argparse.Namespace) -> int:
 
     settings = DartsSettings(order=args.order, nodes=args.nodes, layers=args.layers, init_channels=args.init_channels,
                              epochs=args.epochs or 10, batch_size=args.batch_size, data=args.data,
-                             input_size=args.input_size, limit=args.limit, seed=args.seed)
+                             input_size=args.input_size, limit=args.limit, seed=args.seed, arch_lr=args.arch_lr)
     out = Path(args.out)
     result = DartsSearch(settings, out, resume=args.resume).run(console)
     seconds = sum(record["seconds"] for record in result.history)
@@ -679,6 +685,11 @@ def build_parser() -> argparse.ArgumentParser:
     nas.add_argument("--references", nargs="*", metavar="MODEL", help="mnas: hand-designed models trained like "
                      "the children and drawn beside the Pareto front (default: up to 4 mobile models within a "
                      "factor of two of the target; none for the models space; give none to skip)")
+    nas.add_argument("--children", type=_positive, default=8, help="morph: children per hill-climbing step")
+    nas.add_argument("--edits", type=_positive, default=3, help="morph: each child is 1 to this many random "
+                     "function-preserving edits (widen, deepen, skip) of the best network")
+    nas.add_argument("--steps", type=_positive, default=10, help="morph: hill-climbing steps (the search trains "
+                     "1 + steps x children networks)")
     nas.add_argument("--order", type=int, choices=(1, 2), default=1, help="darts: 1 first order (xi = 0), 2 the "
                      "unrolled second-order step")
     nas.add_argument("--nodes", type=_positive, default=4, help="darts: intermediate nodes per cell (default 4)")
@@ -686,6 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default 8)")
     nas.add_argument("--init-channels", type=_positive, default=16, help="darts: the first cells' width (default 16)")
     nas.add_argument("--batch-size", type=_positive, default=64, help="darts: batch size of both halves")
+    nas.add_argument("--arch-lr", type=float, default=3e-4, help="darts: Adam's learning rate for alpha (default: "
+                     "the paper's 3e-4, for its 19,500 steps; a small dataset takes far fewer)")
     nas.add_argument("--input-size", type=_positive, default=16, help="darts: image size (default 16: the 8x8 "
                      "digits upsampled)")
     nas.add_argument("--final", action="store_true", help="then grid-search the best child's training "

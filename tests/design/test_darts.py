@@ -13,17 +13,9 @@ import torch.nn.functional as F
 import vertebra
 from vertebra.design.nas.darts import (DartsSearch, DartsSettings, SearchNetwork, derive, edge_count,
                                        unrolled_alpha_gradient)
-from vertebra.models.darts_cells import PRIMITIVES
+from vertebra.models.darts_cells import DARTS_V2, PRIMITIVES
 from vertebra.models.nas_child import check_genotype
 
-# DARTS_V2, the paper's second-order CIFAR-10 cell (its code's genotypes.py)
-DARTS_V2 = {"space": "darts_cells",
-            "normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 1],
-                       ["sep_conv_3x3", 1], ["skip_connect", 0], ["skip_connect", 0], ["dil_conv_3x3", 2]],
-            "normal_concat": [2, 3, 4, 5],
-            "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1], ["skip_connect", 2], ["max_pool_3x3", 1],
-                       ["max_pool_3x3", 0], ["skip_connect", 2], ["skip_connect", 2], ["max_pool_3x3", 1]],
-            "reduce_concat": [2, 3, 4, 5]}
 TINY = dict(layers=5, nodes=2, init_channels=4, batch_size=16, limit=64, input_size=8, seed=1)
 
 

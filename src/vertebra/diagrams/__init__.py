@@ -235,6 +235,9 @@ def _style(module: nn.Module | None) -> str:
     from ..layers import ChannelShuffle, ConvNormAct, NormAct, SeparableConv, SqueezeExcite
 
     name = type(module).__name__
+    if hasattr(module, "diagram_label"):  # a module that names itself: its words say what it is
+        words = " ".join(module.diagram_label)
+        return "pool" if "pool" in words else "conv" if "conv" in words or "reduce" in words else "other"
     if isinstance(module, (ConvNormAct, SeparableConv, nn.Conv2d)):
         return "conv"
     if isinstance(module, SqueezeExcite):

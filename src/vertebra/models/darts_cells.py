@@ -22,6 +22,16 @@ from ..backbone import Backbone, ClassifierHead, FeatureInfo
 PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
               "dil_conv_3x3", "dil_conv_5x5")
 STEM_MULTIPLIER = 3  # the stem's width is 3 C
+# The paper's CIFAR-10 cells found by second-order DARTS (its code's genotypes.DARTS_V2); the network
+# it evaluates has 20 cells from 36 channels: create_model("nas_child", genotype={**DARTS_V2,
+# "layers": 20, "init_channels": 36, "auxiliary": True}), 3,349,342 parameters without the auxiliary head.
+DARTS_V2 = {"space": "darts_cells",
+            "normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 1],
+                       ["sep_conv_3x3", 1], ["skip_connect", 0], ["skip_connect", 0], ["dil_conv_3x3", 2]],
+            "normal_concat": [2, 3, 4, 5],
+            "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1], ["skip_connect", 2], ["max_pool_3x3", 1],
+                       ["max_pool_3x3", 0], ["skip_connect", 2], ["skip_connect", 2], ["max_pool_3x3", 1]],
+            "reduce_concat": [2, 3, 4, 5]}
 AUX_WEIGHT = 0.4  # the auxiliary classifier's loss weight in the paper's evaluation
 
 

@@ -12,13 +12,15 @@ from .objectives import AccuracyObjective, MnasObjective, pareto_front, scored
 from .search import DepthSchedule, SearchConfig, SearchResult, search
 from .space import (SPACES, Anchor, Choice, MnasBlocksSpace, ModelsSpace, NasCnnSpace, SearchSpace, get_space,
                     register_space)
-from .strategies import (STRATEGIES, EvolutionSettings, EvolutionStrategy, Proposal, RandomStrategy,
+from .strategies import (STRATEGIES, EvolutionSettings, EvolutionStrategy, MorphSettings, MorphStrategy, Proposal,
+                         RandomStrategy,
                          ReinforceStrategy, SetSettings, SuccessiveHalvingStrategy, make_strategy, register_strategy)
 from .trial import TrialSettings, run_trial
 
 __all__ = ["EXECUTORS", "SPACES", "STRATEGIES", "AccuracyObjective", "Anchor", "Choice", "Controller",
            "ControllerSettings", "DepthSchedule", "EvolutionSettings", "EvolutionStrategy", "FinalResult", "Grid",
-           "Journal", "MnasBlocksSpace", "MnasObjective", "ModelsSpace", "NasCnnSpace", "Proposal", "RandomStrategy",
+           "Journal", "MnasBlocksSpace", "MnasObjective", "ModelsSpace", "MorphSettings", "MorphStrategy",
+           "NasCnnSpace", "Proposal", "RandomStrategy",
            "ReinforceStrategy", "SearchConfig", "SearchResult", "SearchSpace", "SetSettings",
            "SuccessiveHalvingStrategy", "TrialSettings", "final_stage",
            "get_space", "make_strategy", "pareto_front", "register_executor", "register_space", "register_strategy",

@@ -108,10 +108,21 @@ def _save_accuracy_plot(fig, ax, path: Path, xlabel: str, title: str, ylabel: st
         plt.close(fig)
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay the figure out and write it atomically as PNG."""
+    from ...durable import write_file
+
+    fig.tight_layout()
+    try:
+        write_file(path, lambda temporary: fig.savefig(temporary, format="png"))
+    finally:
+        plt.close(fig)
+    return path
+
+
 def plot_alphas(history: list[dict], path: Path, title: str) -> Path:
     """DARTS: for each cell type, each edge's weight of the operation it ends with, over the epochs
     (rows: edges "node <- input: operation"; columns: epochs; colour: softmax(alpha))."""
-    from ...durable import write_file
     from ...models.darts_cells import PRIMITIVES
 
     kinds = ("normal", "reduce")
@@ -127,16 +138,55 @@ def plot_alphas(history: list[dict], path: Path, title: str) -> Path:
                 if edge < len(final):
                     labels.append(f"{node} ← {source}: {PRIMITIVES[chosen[edge]]}")
                     edge += 1
-        image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0.0, interpolation="nearest")
+        image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.set_xlabel("epoch")
         ax.set_xticks(range(len(history)), [str(r["epoch"] + 1) for r in history], fontsize=7)
-        ax.set_title(f"{kind} cell: softmax(α) of each edge's strongest operation", fontsize=9)
+        ax.set_title(f"{kind} cell: each edge's weight of its final operation (uniform: 1/{len(PRIMITIVES)})",
+                     fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.05)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    try:
-        write_file(path, lambda temporary: fig.savefig(temporary, format="png"))
-    finally:
-        plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def _edit_text(edit: dict) -> str:
+    if edit["kind"] == "widen":
+        return f"widen {edit['layer']} to {edit['filters']}"
+    if edit["kind"] == "deepen":
+        return f"deepen after {edit['after']} ({edit['kernel'][0]}x{edit['kernel'][1]})"
+    return f"skip {edit['input']}→{edit['layer']}"
+
+
+def plot_morphisms(records: list[dict], edits: dict[int, list[dict]], path: Path, title: str) -> Path:
+    """Morphism search: each network's validation accuracy by hill-climbing step, joined to its parent;
+    the path to the best network drawn bold, with the edits along it."""
+
+    by_trial = {r["trial"]: r for r in records}
+    accuracy = {t: (r.get("val_accuracy") or 0.0) for t, r in by_trial.items()}
+    step = {}
+    for trial in sorted(by_trial):  # a child is one step after its parent
+        parent = by_trial[trial].get("parent")
+        step[trial] = 0 if parent is None else step.get(parent, 0) + 1
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=100)
+    for trial, record in by_trial.items():
+        parent = record.get("parent")
+        if parent in by_trial:
+            ax.plot([step[parent], step[trial]], [accuracy[parent], accuracy[trial]], color="lightgray", zorder=1)
+    ax.scatter([step[t] for t in by_trial], [accuracy[t] for t in by_trial], s=18, color="tab:blue", zorder=2,
+               label="network (trained from its parent's weights)")
+    best = max(by_trial, key=lambda t: (by_trial[t].get("reward", accuracy[t]), -t))
+    chain = [best]
+    while by_trial[chain[-1]].get("parent") in by_trial:
+        chain.append(by_trial[chain[-1]]["parent"])
+    chain.reverse()
+    ax.plot([step[t] for t in chain], [accuracy[t] for t in chain], color="tab:red", linewidth=2, zorder=3,
+            label="the path to the best network")
+    for trial in chain[1:]:
+        text = ", ".join(_edit_text(e) for e in edits.get(trial, []))
+        ax.annotate(text, (step[trial], accuracy[trial]), textcoords="offset points", xytext=(4, -10), fontsize=7,
+                    color="tab:red")
+    ax.set(xlabel="hill-climbing step (edits from the first network)", ylabel="validation accuracy", title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)

@@ -31,7 +31,7 @@ from .executors import EXECUTORS, make_executor
 from .journal import Journal
 from .objectives import AccuracyObjective, MnasObjective, pareto_front, scored
 from .space import get_space
-from .strategies import STRATEGIES, EvolutionSettings, Proposal, SetSettings, make_strategy
+from .strategies import STRATEGIES, EvolutionSettings, MorphSettings, Proposal, SetSettings, make_strategy
 from .trial import TrialSettings, trial_spec
 
 
@@ -57,7 +57,7 @@ class DepthSchedule:
 
 @dataclass
 class SearchConfig:
-    strategy: str  # a name in STRATEGIES: "rl", "random", "evolution", "set"
+    strategy: str  # a name in STRATEGIES: "rl", "random", "evolution", "set", "morph"
     space: str = "nas_cnn"
     trials: int | None = None  # default: 64, or what a set search's rounds need
     children_per_update: int = 4  # m, children per REINFORCE update (the paper: 8 per replica)
@@ -73,6 +73,7 @@ class SearchConfig:
     controller: ControllerSettings = field(default_factory=ControllerSettings)  # rl
     evolution: EvolutionSettings = field(default_factory=EvolutionSettings)  # evolution
     set: SetSettings = field(default_factory=SetSettings)  # set
+    morph: MorphSettings = field(default_factory=MorphSettings)  # morph
     trial: TrialSettings = field(default_factory=TrialSettings)
     objective: AccuracyObjective | MnasObjective = field(default_factory=AccuracyObjective)
     latency_table: Path | None = None  # the latency objective's table (default: OUT/latency_table.json)
@@ -214,8 +215,10 @@ class Search:
 
     def spec(self, trial: int) -> dict:
         proposal, settings = self.proposed[trial], self.config.trial
+        inherited = {"inherit": proposal.inherit, "parent": proposal.parent} if proposal.inherit else {}
         return trial_spec(trial, proposal.genotype, settings, self.config.out / "trials" / f"{trial:05d}",
-                          self.config.seed * 100_003 + trial, epochs=settings.epochs * proposal.epochs_factor)
+                          self.config.seed * 100_003 + trial, epochs=settings.epochs * proposal.epochs_factor,
+                          **inherited)
 
     def propose(self, count: int) -> None:
         new = self.strategy.propose(self.next_trial, count, self.depth(self.next_trial))
@@ -322,7 +325,7 @@ class Search:
 def search(config: SearchConfig, console: Console | None = None) -> SearchResult:
     """Run (or resume) a search; writes journal.jsonl, proposals.jsonl, state.json,
     strategy-<version>.safetensors, rewards.png and best_genotype.json into ``config.out``."""
-    from .plots import plot_pareto, plot_rewards
+    from .plots import plot_morphisms, plot_pareto, plot_rewards
 
     config = check_config(config)
     console = console or Console()
@@ -334,6 +337,11 @@ def search(config: SearchConfig, console: Console | None = None) -> SearchResult
         write_json(config.out / "best_genotype.json", result.best["genotype"])
         plot_rewards(result.records, config.out / "rewards.png",
                      f"{config.strategy} search of {config.space}, {len(result.records)} trials")
+        if config.strategy == "morph":
+            edits = {p["trial"]: (p.get("inherit") or {}).get("edits", []) for p in Journal(
+                config.out / "proposals.jsonl").read()}
+            plot_morphisms(result.records, edits, config.out / "morphisms.png",
+                           f"hill climbing over network morphisms: {len(result.records)} networks")
         cost = getattr(config.objective, "cost", None)
         if cost:
             front = pareto_front(result.records, cost)

@@ -34,6 +34,8 @@ class Proposal:
     values: list
     genotype: dict
     epochs_factor: int = 1  # the child trains for this multiple of the trial settings' epochs
+    parent: int | None = None  # the trial whose trained weights the child starts from (morphism search)
+    inherit: dict | None = None  # {"genotype", "weights", "edits"}: the parent, and the edits that make the child
 
 
 @register_strategy
@@ -320,6 +322,87 @@ class SuccessiveHalvingStrategy:
     def load_state(self, tensors: dict[str, torch.Tensor], saved: dict) -> None:
         self.rng.setstate(random_state_tuple(saved["rng"]))
         self.candidates, self.alive, self.round = saved["candidates"], saved["alive"], saved["round"]
+
+
+@dataclass(frozen=True)
+class MorphSettings:
+    children: int = 8  # n: children per hill-climbing step
+    edits: int = 3  # k: each child is 1 to k random morphisms of the current best
+    steps: int = 10  # hill-climbing steps after the first network
+    start_epochs_factor: int = 4  # the first network trains this multiple of a child's epochs
+
+    def __post_init__(self):
+        for name in ("children", "edits", "steps", "start_epochs_factor"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"morph {name} must be a positive integer, got {value!r}")
+
+
+# Elsken et al. start from a small plain network: three 3x3 convolutions, the second with stride 2
+MORPH_START = {"space": "nas_cnn", "layers": [
+    {"filter_height": 3, "filter_width": 3, "filters": 32, "stride": 1, "inputs": []},
+    {"filter_height": 3, "filter_width": 3, "filters": 32, "stride": 2, "inputs": [0]},
+    {"filter_height": 3, "filter_width": 3, "filters": 64, "stride": 1, "inputs": [1]}]}
+
+
+@register_strategy
+class MorphStrategy:
+    """Hill climbing over network morphisms (Elsken et al. 2017, arXiv:1711.04528): from the best
+    network so far, n children, each 1 to k random function-preserving edits of it (``morphisms``),
+    train briefly from its trained weights (the trial's warm-up and cosine schedule); the best of
+    them and the parent becomes the next parent.  One step is one synchronous batch; the first
+    trial is the starting network, trained from scratch."""
+
+    name = "morph"
+    synchronous = True
+    settings_field = "morph"
+
+    @staticmethod
+    def trials_needed(settings: MorphSettings, space: SearchSpace) -> int:
+        if space.name != "nas_cnn":
+            raise ValueError(f"morphism search edits nas_cnn networks, not {space.name}: use --space nas_cnn")
+        return 1 + settings.steps * settings.children
+
+    def __init__(self, space: SearchSpace, seed: int, settings: MorphSettings | None = None):
+        self.space, self.settings = space, settings or MorphSettings()
+        self.rng = random.Random(seed)
+        self.best: dict | None = None  # {"trial", "genotype", "weights", "reward"}
+
+    def batch_size(self) -> int:
+        return 1 if self.best is None else self.settings.children
+
+    def propose(self, first_trial: int, count: int, depth: int | None) -> list[Proposal]:
+        from .morphisms import edit_genotype, random_edit
+
+        if self.best is None:
+            return [Proposal(first_trial, depth, [], MORPH_START, epochs_factor=self.settings.start_epochs_factor)]
+        proposals = []
+        for trial in range(first_trial, first_trial + count):
+            genotype, edits = self.best["genotype"], []
+            for _ in range(self.rng.randint(1, self.settings.edits)):
+                edits.append(random_edit(genotype, self.rng))
+                genotype = edit_genotype(genotype, edits[-1])
+            proposals.append(Proposal(trial, depth, [], genotype, parent=self.best["trial"],
+                                      inherit={"genotype": self.best["genotype"], "weights": self.best["weights"],
+                                               "edits": edits}))
+        return proposals
+
+    def update(self, proposals: list[Proposal], records: list[dict]) -> dict:
+        candidates = [{"trial": p.trial, "genotype": p.genotype, "weights": r.get("weights"), "reward": r["reward"]}
+                      for p, r in zip(proposals, records) if r.get("weights")]
+        if self.best is not None:
+            candidates.append(self.best)
+        if not candidates:
+            raise ValueError(f"trial {proposals[0].trial}, the starting network, failed: {records[0].get('error')}")
+        self.best = max(candidates, key=lambda c: c["reward"])  # the parent stays if no child beats it
+        return {"parent": self.best["trial"]}
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {}, {"rng": random_state_json(self.rng.getstate()), "best": self.best}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], saved: dict) -> None:
+        self.rng.setstate(random_state_tuple(saved["rng"]))
+        self.best = saved["best"]
 
 
 def make_strategy(name: str, space: SearchSpace, seed: int, settings: ControllerSettings | None = None):

@@ -60,15 +60,21 @@ def run_trial(spec: dict) -> dict:
     if folder.exists():  # a trial interrupted by a kill starts again from scratch: same seed, same result
         shutil.rmtree(folder)
     kwargs = {**spec["model_kwargs"], **spec["extra_model_kwargs"]}
+    weights = spec.get("weights")
+    if spec.get("inherit"):  # a morphism child: its parent's trained weights, edited to the same function
+        from .morphisms import inherit
+
+        weights = inherit(spec, folder.parent / f"{folder.name}-inherited")
     config = TrainConfig(model=spec["model"], data=spec["data"], val=spec["val"], epochs=spec["epochs"],
                          batch_size=spec["batch_size"], lr=spec["lr"], optimizer=spec["optimizer"],
                          weight_decay=spec["weight_decay"], warmup_epochs=spec["warmup_epochs"],
                          seed=spec["seed"], out=folder, limit=spec["limit"], input_size=spec["input_size"],
                          bn_eps=spec.get("bn_eps"), lr_decay_at=spec.get("lr_decay_at"), model_kwargs=kwargs,
-                         small_input=spec.get("small_input"), weights=spec.get("weights"),
+                         small_input=spec.get("small_input"), weights=weights,
                          holdout=spec.get("holdout"))
     start = time.perf_counter()
-    record = {"trial": spec["trial"], "genotype": spec["genotype"]}
+    record = {"trial": spec["trial"], "genotype": spec["genotype"], **({"parent": spec["parent"]} if
+                                                                       spec.get("parent") is not None else {})}
     try:
         result = train(config, console=Console(quiet=True))
         model = result.model
