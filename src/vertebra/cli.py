@@ -319,7 +319,8 @@ def _darts(args: argparse.Namespace) -> int:
     console.print(f"[bold]DARTS ({'first' if args.order == 1 else 'second'} order): {len(result.history)} epochs, "
                   f"{seconds:.0f} s of search ({seconds / len(result.history):.1f} s an epoch)[/bold]")
     console.print(describe_genotype(result.genotype))
-    console.print(f"journal {out / 'journal.jsonl'}, plot {out / 'alphas.png'}, genotype {out / 'genotype.json'}")
+    console.print(f"journal {out / 'journal.jsonl'}, plot {out / 'alphas.png'}, cells {out / 'cells.svg'}, genotype "
+                  f"{out / 'genotype.json'}")
     if args.final:
         from .train.loop import TrainConfig, train
 

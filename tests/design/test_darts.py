@@ -109,6 +109,8 @@ def test_search_journals_alpha_and_genotype_every_epoch(tmp_path):
         check_genotype(record["genotype"])
     assert json.loads((out / "genotype.json").read_text()) == lines[-1]["genotype"] == result.genotype
     assert (out / "alphas.png").read_bytes()[:4] == b"\x89PNG"
+    cells = (out / "cells.svg").read_text()
+    assert ">normal cell<" in cells and ">reduction cell<" in cells and ">concat<" in cells
     assert sorted(p.name for p in out.glob("state-*")) == ["state-e0001.json", "state-e0001.safetensors"]
     with pytest.raises(ValueError, match="pass --resume"):
         DartsSearch(DartsSettings(**TINY, epochs=2), out).run()

@@ -188,7 +188,7 @@ INVALID = [
     (edit(EX, lambda g: g.update(depth=6)), r"nas_cnn genotype: unknown key\(s\) 'depth'"),
     (edit(EX, lambda g: g.pop("layers")), r"nas_cnn genotype: missing layers"),
     (edit(EX, lambda g: g.update(space="darts")),
-     r"space must be one of \('nas_cnn', 'mnas_blocks'\), got 'darts'"),
+     r"space must be one of \('nas_cnn', 'mnas_blocks', 'darts_cells'\), got 'darts'"),
     (edit(EX, lambda g: g.update(space=["nas_cnn"])), r"space must be one of .*got \['nas_cnn'\]"),
     (edit(EX, lambda g: g.pop("space")), r"space must be one of .*got None"),
     (edit(mnas(), lambda g: g["stages"][2].update(block="dconv")),

@@ -218,8 +218,8 @@ class DartsResult:
 
 class DartsSearch:
     """``DartsSearch(settings, out, resume).run(console)``: the files in ``out`` are ``settings.json``,
-    ``journal.jsonl`` (one line per epoch), ``state.safetensors`` + ``state.json`` (the last epoch's
-    tensors), ``genotype.json`` and ``alphas.png``."""
+    ``journal.jsonl`` (one line per epoch), ``state-eNNNN.safetensors`` + ``.json`` (the last epoch's
+    tensors), ``genotype.json``, ``alphas.png`` and ``cells.svg`` (the derived cells)."""
 
     def __init__(self, settings: DartsSettings, out: str | Path, resume: bool = False):
         self.settings, self.out, self.resume = settings.check(), Path(out), resume
@@ -321,6 +321,16 @@ class DartsSearch:
                 "alphas": {kind: w.tolist() for kind, w in softmax.items()},
                 "genotype": genotype_of(self.alphas, settings)}
 
+    def _draw_cells(self, genotype: dict) -> None:
+        """cells.svg: the derived normal and reduction cells as nodes and operations (vertebra.draw)."""
+        from ...diagrams import draw
+        from ...registry import create_model
+
+        with torch.device("meta"):
+            network = create_model("nas_child", genotype=genotype, num_classes=len(self.data.classes),
+                                   in_chans=self.data.in_chans, small_input=self.settings.small_input)
+        draw(network, "blocks", self.settings.input_size, self.out / "cells.svg", force=True)
+
     def run(self, console=None) -> DartsResult:
         check_output_folder(self.out)
         with FolderLock(self.out):
@@ -343,4 +353,5 @@ class DartsSearch:
 
             plot_alphas(history, self.out / "alphas.png", f"DARTS ({'first' if self.settings.order == 1 else 'second'}"
                         f" order), {self.settings.layers} cells, {self.settings.init_channels} channels")
+            self._draw_cells(genotype)
         return DartsResult(self.out, genotype, history, time.perf_counter() - started)
