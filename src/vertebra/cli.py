@@ -312,7 +312,8 @@ def _darts(args: argparse.Namespace) -> int:
 
     settings = DartsSettings(order=args.order, nodes=args.nodes, layers=args.layers, init_channels=args.init_channels,
                              epochs=args.epochs or 10, batch_size=args.batch_size, data=args.data,
-                             input_size=args.input_size, limit=args.limit, seed=args.seed, arch_lr=args.arch_lr)
+                             input_size=args.input_size, limit=args.limit, seed=args.seed, arch_lr=args.arch_lr,
+                             latency_weight=args.latency_weight)
     out = Path(args.out)
     result = DartsSearch(settings, out, resume=args.resume).run(console)
     seconds = sum(record["seconds"] for record in result.history)
@@ -698,6 +699,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default 8)")
     nas.add_argument("--init-channels", type=_positive, default=16, help="darts: the first cells' width (default 16)")
     nas.add_argument("--batch-size", type=_positive, default=64, help="darts: batch size of both halves")
+    nas.add_argument("--latency-weight", type=float, default=0.0, help="darts: add this weight x the expected "
+                     "latency in ms (each edge's softmax-weighted primitive times, timed once into "
+                     "OUT/latency_table.json) to alpha's loss (default 0: accuracy only)")
     nas.add_argument("--arch-lr", type=float, default=3e-4, help="darts: Adam's learning rate for alpha (default: "
                      "the paper's 3e-4, for its 19,500 steps; a small dataset takes far fewer)")
     nas.add_argument("--input-size", type=_positive, default=16, help="darts: image size (default 16: the 8x8 "

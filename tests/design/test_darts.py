@@ -150,3 +150,19 @@ def test_sigkill_mid_search_then_resume_ends_as_an_uninterrupted_search(tmp_path
     assert lines[-1]["alphas"] == expected.history[-1]["alphas"]
     assert lines[-1]["genotype"] == expected.genotype
     assert "from scratch: validation" in resumed.stdout and (out / "final" / "checkpoint.json").exists()
+
+
+def test_latency_weight_moves_alpha_to_cheaper_operations(tmp_path):
+    from vertebra.design.latency import LatencyTable
+    from vertebra.design.nas.darts import expected_latency, primitive_latencies
+
+    settings = DartsSettings(**TINY, epochs=2, arch_lr=0.05, latency_weight=100.0)
+    result = DartsSearch(settings, tmp_path / "lat").run()
+    saved = LatencyTable(tmp_path / "lat" / "latency_table.json")  # the run's own times: nothing is timed again
+    latencies = primitive_latencies(SearchNetwork(settings, 3, 10), TINY["input_size"], saved)
+    assert saved.measured == 0
+    uniform = float(expected_latency({k: torch.zeros(edge_count(2), len(PRIMITIVES)) for k in ("normal", "reduce")},
+                                     latencies))
+    assert result.history[-1]["expected_latency_ms"] < 0.95 * uniform
+    chosen = {op for kind in ("normal", "reduce") for op, _ in result.genotype[kind]}
+    assert not any("conv" in op for op in chosen), chosen  # convolutions cost the most: none is kept

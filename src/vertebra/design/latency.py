@@ -199,19 +199,29 @@ class LatencyTable:
         finally:
             for hook in hooks:
                 hook.remove()
-        previous, found = self._threads(), []
-        try:
-            for name, module in units(model):
-                shape = tuple(shapes[name])
-                key = hashlib.sha1(f"{module!r}|{shape}".encode()).hexdigest()[:16]
-                if key not in self.entries:
-                    ms = time_call(module, torch.randn(shape), self.repeats)
-                    self.entries[key] = {"ms": ms, "unit": type(module).__name__, "input": list(shape)}
-                    self.measured += 1
-                found.append({"name": name, "key": key, **self.entries[key]})
-        finally:
-            torch.set_num_threads(previous)
+        found = []
+        for name, module in units(model):
+            key = self.module_key(module, tuple(shapes[name]))
+            self.module_ms(module, tuple(shapes[name]))
+            found.append({"name": name, "key": key, **self.entries[key]})
         return found
+
+    @staticmethod
+    def module_key(module: nn.Module, shape: tuple) -> str:
+        return hashlib.sha1(f"{module!r}|{tuple(shape)}".encode()).hexdigest()[:16]
+
+    def module_ms(self, module: nn.Module, shape: tuple) -> float:
+        """Any module's milliseconds on an input of ``shape`` (batch included), timed the first time."""
+        key = self.module_key(module, shape)
+        if key not in self.entries:
+            previous = self._threads()
+            try:
+                ms = time_call(module.eval(), torch.randn(shape), self.repeats)
+            finally:
+                torch.set_num_threads(previous)
+            self.entries[key] = {"ms": ms, "unit": type(module).__name__, "input": list(shape)}
+            self.measured += 1
+        return self.entries[key]["ms"]
 
     def layer_ms(self, layer: Layer) -> float:
         """One layer's milliseconds at batch 1, timed the first time it is asked for."""

@@ -55,6 +55,9 @@ class DartsSettings:
     small_input: bool = True
     limit: int | None = None  # search on only this many training images
     seed: int = 0
+    # latency-aware search (FBNet, ProxylessNAS): alpha's loss + this weight x the expected latency in ms,
+    # each mixed operation's softmax-weighted sum of its primitives' times (vertebra.design.latency's table)
+    latency_weight: float = 0.0
 
     def check(self) -> "DartsSettings":
         if self.order not in (1, 2):
@@ -68,6 +71,8 @@ class DartsSettings:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if self.init_channels % 2:
             raise ValueError(f"init_channels must be even (a factorized reduce halves it), got {self.init_channels}")
+        if not isinstance(self.latency_weight, (int, float)) or self.latency_weight < 0:
+            raise ValueError(f"latency_weight must be a number >= 0, got {self.latency_weight!r}")
         return self
 
 
@@ -88,7 +93,7 @@ class MixedOp(nn.Module):
 class SearchCell(nn.Module):
     def __init__(self, nodes: int, prev_prev: int, prev: int, chs: int, reduction: bool, reduction_prev: bool):
         super().__init__()
-        self.nodes = nodes
+        self.nodes, self.chs = nodes, chs
         self.preprocess0 = FactorizedReduce(prev_prev, chs, affine=False) if reduction_prev else \
             relu_conv_bn(prev_prev, chs, affine=False)
         self.preprocess1 = relu_conv_bn(prev, chs, affine=False)
@@ -125,12 +130,46 @@ class SearchNetwork(nn.Module):
         self.cells = nn.ModuleList(cells)
         self.classifier = nn.Linear(prev, num_classes)
 
+    def edge_inputs(self, input_size: int):
+        """For every cell and edge: (reduction cell, C, input height, stride): what its operations see."""
+        size = input_size if isinstance(self.stem[0], nn.Conv2d) and self.stem[0].stride == (1, 1) else \
+            (input_size + 3) // 4
+        found = []
+        for cell, reduction in zip(self.cells, self.reductions):
+            chs, edges, edge = cell.chs, [], 0
+            for node in range(cell.nodes):
+                for j in range(node + 2):
+                    stride = 2 if reduction and j < 2 else 1
+                    edges.append((chs, size if j < 2 or not reduction else (size + 1) // 2, stride))
+                    edge += 1
+            found.append((reduction, edges))
+            size = (size + 1) // 2 if reduction else size
+        return found
+
     def forward(self, x: torch.Tensor, alphas: dict[str, torch.Tensor]) -> torch.Tensor:
         weights = {kind: F.softmax(alpha, dim=-1) for kind, alpha in alphas.items()}
         s0 = s1 = self.stem(x)
         for cell, reduction in zip(self.cells, self.reductions):
             s0, s1 = s1, cell(s0, s1, weights["reduce" if reduction else "normal"])
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+
+
+def primitive_latencies(network: "SearchNetwork", input_size: int, table) -> list[tuple[bool, torch.Tensor]]:
+    """Per cell: (reduction, an edges x primitives tensor of milliseconds at batch 1), from ``table``."""
+    found = []
+    for reduction, edges in network.edge_inputs(input_size):
+        rows = []
+        for chs, size, stride in edges:
+            mixed = MixedOp(chs, stride)  # the very modules the supernet runs, pools' BN included
+            rows.append([table.module_ms(op, (1, chs, size, size)) for op in mixed.ops])
+        found.append((reduction, torch.tensor(rows)))
+    return found
+
+
+def expected_latency(alphas: dict[str, torch.Tensor], latencies) -> torch.Tensor:
+    """sum over cells and edges of softmax(alpha) . each primitive's milliseconds: differentiable in alpha."""
+    weights = {kind: F.softmax(alpha, dim=-1) for kind, alpha in alphas.items()}
+    return sum((weights["reduce" if reduction else "normal"] * ms).sum() for reduction, ms in latencies)
 
 
 def edge_count(nodes: int) -> int:
@@ -236,6 +275,14 @@ class DartsSearch:
         self.a_optimizer = torch.optim.Adam(list(self.alphas.values()), settings.arch_lr, betas=(0.5, 0.999),
                                             weight_decay=settings.arch_weight_decay)
         self.journal = Journal(self.out / "journal.jsonl")
+        self.latencies = None  # per cell: the primitives' milliseconds, with latency_weight > 0
+
+    def _latency_table(self) -> None:
+        from ..latency import LatencyTable
+
+        table = LatencyTable(self.out / "latency_table.json")
+        self.latencies = primitive_latencies(self.network, self.settings.input_size, table)
+        table.save()
 
     # -- files ------------------------------------------------------------------------------------
     def _start(self) -> list[dict]:
@@ -303,6 +350,10 @@ class DartsSearch:
                 logits = self.network(xv, self.alphas)
                 arch_correct += int((logits.argmax(1) == yv).sum())
                 grads = torch.autograd.grad(F.cross_entropy(logits, yv), alpha_list)
+            if self.latencies is not None:  # the latency term does not depend on the weights: its gradient adds
+                penalty = torch.autograd.grad(settings.latency_weight * expected_latency(self.alphas, self.latencies),
+                                              alpha_list)
+                grads = [g + p for g, p in zip(grads, penalty)]
             for alpha, grad in zip(alpha_list, grads):
                 alpha.grad = grad.detach()
             self.a_optimizer.step()
@@ -316,8 +367,10 @@ class DartsSearch:
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         softmax = {kind: F.softmax(a.detach(), -1) for kind, a in self.alphas.items()}
-        return {"epoch": epoch, "lr": lr, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                "arch_accuracy": arch_correct / seen if settings.order == 1 else None,
+        latency = None if self.latencies is None else round(float(expected_latency(
+            {k: a.detach() for k, a in self.alphas.items()}, self.latencies)), 4)
+        return {"epoch": epoch, "expected_latency_ms": latency, "lr": lr, "train_loss": loss_sum / seen,
+                "train_accuracy": correct / seen, "arch_accuracy": arch_correct / seen if settings.order == 1 else None,
                 "alphas": {kind: w.tolist() for kind, w in softmax.items()},
                 "genotype": genotype_of(self.alphas, settings)}
 
@@ -335,6 +388,8 @@ class DartsSearch:
         check_output_folder(self.out)
         with FolderLock(self.out):
             history = self._start()
+            if self.settings.latency_weight > 0:
+                self._latency_table()
             started = time.perf_counter()
             for epoch in range(len(history), self.settings.epochs):
                 begun = time.perf_counter()
