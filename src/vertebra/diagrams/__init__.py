@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .labels import describe, is_block, summary
+from .labels import describe, is_block, is_recurrent, summary
 from .render import Panel, render
-from .trace import Graph, atoms_of, is_no_op, trace
+from .trace import Graph, atoms, is_no_op, trace
 
 DETAILS = ("network", "blocks")
 FORMATS = (".svg", ".png")
@@ -175,9 +175,8 @@ def _blocks_in(module: nn.Module, path: str, stage: bool = True) -> dict[nn.Modu
     from ..layers import SeparableConv
 
     found = {}
-    named = dict(module.named_modules())
-    for relative in atoms_of(module).values():
-        child, where = named[relative], f"{path}.{relative}"
+    for relative, child in atoms(module):
+        where = f"{path}.{relative}"
         if is_block(child) or stage and isinstance(child, SeparableConv):
             found[child] = where
             found.update(_blocks_in(child, where, stage=False))
@@ -187,26 +186,22 @@ def _blocks_in(module: nn.Module, path: str, stage: bool = True) -> dict[nn.Modu
 def _block_scopes(model: nn.Module) -> dict[nn.Module, str]:
     named = dict(model.named_modules())
     scopes = {}
-    for index, path in enumerate(_units(model).values()):
+    for path in _units(model).values():
         unit = named[path]
         if not path.startswith("stages.") and path != "stem":
             continue
         inner = _blocks_in(unit, path)
         if inner:
             scopes.update(inner)
-        elif path.startswith("stages.") and (is_block(unit) or _is_recurrent(unit)):
+        elif path.startswith("stages.") and (is_block(unit) or is_recurrent(unit)):
             scopes[unit] = path  # a stage of plain layers is drawn as one chain
     return scopes
-
-
-def _is_recurrent(module: nn.Module) -> bool:
-    return hasattr(module, "hidden_size") and hasattr(module, "num_layers")
 
 
 def _block_panels(model: nn.Module, x: torch.Tensor) -> tuple[Graph, list[Panel]]:
     """The network's graph and a panel per distinct block, from one pass."""
     scopes = _block_scopes(model)
-    recurrent = {m: p for m, p in scopes.items() if _is_recurrent(m)}
+    recurrent = {m: p for m, p in scopes.items() if is_recurrent(m)}
     traced = {model: "", **{m: p for m, p in scopes.items() if m not in recurrent}}
     graphs = trace(model, x, traced, root_atoms=_units(model))
     network = next(g for g in graphs if g.module is model)
@@ -244,7 +239,7 @@ def _style(module: nn.Module | None) -> str:
         return "se"
     if isinstance(module, ChannelShuffle):
         return "flow"
-    if isinstance(module, nn.Linear) or _is_recurrent(module):
+    if isinstance(module, nn.Linear) or is_recurrent(module):
         return "fc"
     if "Pool" in name:
         return "pool"

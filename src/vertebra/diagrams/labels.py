@@ -6,7 +6,7 @@ import itertools
 from torch import nn
 
 from ..layers import ChannelShuffle, ConvNormAct, NormAct, SeparableConv, SqueezeExcite
-from .trace import atoms_of
+from .trace import atoms
 
 ACTIVATIONS = {"ReLU": "ReLU", "ReLU6": "ReLU6", "Hardswish": "h-swish", "SiLU": "swish", "Sigmoid": "sigmoid",
                "Hardsigmoid": "h-sigmoid", "Tanh": "tanh", "GELU": "GELU", "LeakyReLU": "leaky ReLU"}
@@ -80,10 +80,15 @@ def describe(module: nn.Module) -> list[str]:
         return [NORMS[name]]
     if name in ACTIVATIONS:
         return [ACTIVATIONS[name]]
-    if hasattr(module, "hidden_size") and hasattr(module, "num_layers"):  # a recurrent layer
+    if is_recurrent(module):
         directions = ", bidirectional" if getattr(module, "bidirectional", False) else ""
         return [f"{name} {module.hidden_size}{directions}"]
     return [name]
+
+
+def is_recurrent(module: nn.Module) -> bool:
+    """An RNN or LSTM layer (vertebra's or torch.nn's)."""
+    return hasattr(module, "hidden_size") and hasattr(module, "num_layers")
 
 
 def runs(items: list[str]) -> list[str]:
@@ -110,13 +115,12 @@ def summary(module: nn.Module, limit: int = 8) -> list[str]:
 
 def _block_name(block: nn.Module) -> str:
     """A block's class; a block of one repeated block (a dense block) with what it repeats."""
-    inner = {type(child).__name__ for child in _modules(block) if is_block(child)}
-    count = len(_modules(block))
-    if len(inner) == 1 and count > 1 and all(is_block(child) for child in _modules(block)):
-        return f"{type(block).__name__}: {inner.pop()} ×{count}"
+    parts = _modules(block)
+    kinds = {type(child).__name__ for child in parts}
+    if len(parts) > 1 and len(kinds) == 1 and all(is_block(child) for child in parts):
+        return f"{type(block).__name__}: {kinds.pop()} ×{len(parts)}"
     return type(block).__name__
 
 
-def _modules(module: nn.Module):
-    named = dict(module.named_modules())
-    return [named[path] for path in atoms_of(module).values()]
+def _modules(module: nn.Module) -> list[nn.Module]:
+    return [child for _, child in atoms(module)]

@@ -35,20 +35,25 @@ OPS = {
 
 
 def is_no_op(module: nn.Module) -> bool:
-    empty = type(module) in CONTAINERS and not atoms_of(module)  # holds nothing, or only no-ops
+    empty = type(module) in CONTAINERS and not atoms(module)  # holds nothing, or only no-ops
     return empty or isinstance(module, NO_OPS) or type(module).__name__ == "DropPath"
 
 
-def atoms_of(module: nn.Module, prefix: str = "") -> dict[int, str]:
-    """id -> qualified name of the modules drawn as single boxes inside ``module``."""
-    found: dict[int, str] = {}
+def atoms(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """(qualified name, module) of the modules drawn as single boxes inside ``module``, in order."""
+    found = []
     for name, child in module.named_children():
         path = f"{prefix}.{name}" if prefix else name
         if type(child) in CONTAINERS:
-            found.update(atoms_of(child, path))
+            found += atoms(child, path)
         elif not is_no_op(child):
-            found[id(child)] = path
+            found.append((path, child))
     return found
+
+
+def atoms_of(module: nn.Module) -> dict[int, str]:
+    """id -> qualified name of ``atoms(module)``."""
+    return {id(child): path for path, child in atoms(module)}
 
 
 @dataclass

@@ -82,6 +82,7 @@ class MixedOp(nn.Module):
 
     def __init__(self, chs: int, stride: int):
         super().__init__()
+        self.stride = stride
         self.ops = nn.ModuleList(
             nn.Sequential(make_op(p, chs, stride, affine=False), nn.BatchNorm2d(chs, affine=False)) if "pool" in p
             else make_op(p, chs, stride, affine=False) for p in PRIMITIVES)
@@ -93,7 +94,7 @@ class MixedOp(nn.Module):
 class SearchCell(nn.Module):
     def __init__(self, nodes: int, prev_prev: int, prev: int, chs: int, reduction: bool, reduction_prev: bool):
         super().__init__()
-        self.nodes, self.chs = nodes, chs
+        self.nodes = nodes
         self.preprocess0 = FactorizedReduce(prev_prev, chs, affine=False) if reduction_prev else \
             relu_conv_bn(prev_prev, chs, affine=False)
         self.preprocess1 = relu_conv_bn(prev, chs, affine=False)
@@ -113,6 +114,7 @@ class SearchNetwork(nn.Module):
 
     def __init__(self, settings: DartsSettings, in_chans: int, num_classes: int):
         super().__init__()
+        self.in_chans = in_chans
         chs, nodes = settings.init_channels, settings.nodes
         stem = [nn.Conv2d(in_chans, 3 * chs, 3, padding=1, bias=False), nn.BatchNorm2d(3 * chs)]
         if not settings.small_input:
@@ -130,21 +132,26 @@ class SearchNetwork(nn.Module):
         self.cells = nn.ModuleList(cells)
         self.classifier = nn.Linear(prev, num_classes)
 
-    def edge_inputs(self, input_size: int):
-        """For every cell and edge: (reduction cell, C, input height, stride): what its operations see."""
-        size = input_size if isinstance(self.stem[0], nn.Conv2d) and self.stem[0].stride == (1, 1) else \
-            (input_size + 3) // 4
-        found = []
-        for cell, reduction in zip(self.cells, self.reductions):
-            chs, edges, edge = cell.chs, [], 0
-            for node in range(cell.nodes):
-                for j in range(node + 2):
-                    stride = 2 if reduction and j < 2 else 1
-                    edges.append((chs, size if j < 2 or not reduction else (size + 1) // 2, stride))
-                    edge += 1
-            found.append((reduction, edges))
-            size = (size + 1) // 2 if reduction else size
-        return found
+    def edge_inputs(self, input_size: int) -> list[tuple[bool, list[tuple[tuple, int]]]]:
+        """Per cell: whether it reduces, and each edge's input shape (batch 1) and stride, recorded
+        from one pass in eval mode (no BatchNorm statistic changes)."""
+        shapes: dict[int, tuple] = {}
+
+        def record(module, args) -> None:  # returns None: the inputs go on unchanged
+            shapes.setdefault(id(module), tuple(args[0].shape))
+
+        hooks = [edge.register_forward_pre_hook(record) for cell in self.cells for edge in cell.edges]
+        alphas = {kind: torch.zeros(len(self.cells[0].edges), len(PRIMITIVES)) for kind in ("normal", "reduce")}
+        training = self.training
+        try:
+            with torch.no_grad():
+                self.eval()(torch.zeros(1, self.in_chans, input_size, input_size), alphas)
+        finally:
+            for hook in hooks:
+                hook.remove()
+            self.train(training)
+        return [(reduction, [(shapes[id(edge)], edge.stride) for edge in cell.edges])
+                for cell, reduction in zip(self.cells, self.reductions)]
 
     def forward(self, x: torch.Tensor, alphas: dict[str, torch.Tensor]) -> torch.Tensor:
         weights = {kind: F.softmax(alpha, dim=-1) for kind, alpha in alphas.items()}
@@ -158,10 +165,8 @@ def primitive_latencies(network: "SearchNetwork", input_size: int, table) -> lis
     """Per cell: (reduction, an edges x primitives tensor of milliseconds at batch 1), from ``table``."""
     found = []
     for reduction, edges in network.edge_inputs(input_size):
-        rows = []
-        for chs, size, stride in edges:
-            mixed = MixedOp(chs, stride)  # the very modules the supernet runs, pools' BN included
-            rows.append([table.module_ms(op, (1, chs, size, size)) for op in mixed.ops])
+        # fresh copies of the modules the supernet runs (pools' BN included): timing sets eval mode
+        rows = [[table.module_ms(op, shape) for op in MixedOp(shape[1], stride).ops] for shape, stride in edges]
         found.append((reduction, torch.tensor(rows)))
     return found
 

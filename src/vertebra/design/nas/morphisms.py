@@ -50,9 +50,9 @@ def _readers(genotype: dict, layer: int) -> list[int | None]:
     return readers or [None]
 
 
-def _reader_weight(reader: int | None) -> tuple[str, int]:
-    """The weight through which a reader sees its inputs, and its input dimension."""
-    return ("head.fc.weight", 1) if reader is None else (_layer_key(reader, "conv.weight"), 1)
+def _reader_weight(reader: int | None) -> str:
+    """The weight through which a reader sees its inputs (along dimension 1: a conv's or the head's)."""
+    return "head.fc.weight" if reader is None else _layer_key(reader, "conv.weight")
 
 
 def reductions(genotype: dict) -> list[int]:
@@ -96,7 +96,7 @@ def edit_weights(genotype: dict, state: dict[str, torch.Tensor], edit: dict) -> 
         for name in ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"):
             state[_layer_key(layer, name)] = state[_layer_key(layer, name)][copies].clone()
         for reader in _readers(genotype, layer):
-            key, dim = _reader_weight(reader)
+            key, dim = _reader_weight(reader), 1
             part = _input_slices(genotype, reader)[layer]
             weight = state[key]
             shared = weight.narrow(dim, part.start, old).index_select(dim, copies)
