@@ -165,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          optimizer=args.optimizer, weight_decay=args.weight_decay, seed=args.seed,
                          out=Path(args.out) if args.out else None, resume=args.resume, bf16=args.bf16,
                          channels_last=not args.no_channels_last, small_input=args.small_input,
-                         limit=args.limit)
+                         limit=args.limit, workers=args.workers, cache=args.cache, compile=args.compile)
     train(config, console)
     return 0
 
@@ -607,6 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPUs with AVX512-BF16 or AMX)")
     fit.add_argument("--no-channels-last", action="store_true")
     fit.add_argument("--limit", type=_positive, help="train on only the first N training images (a quick check)")
+    fit.add_argument("--workers", type=int, help="data-loading processes (default: 0 for the digits, else the cores "
+                     "torch leaves, at most 4); augmentation is the same whatever the count")
+    fit.add_argument("--cache", action="store_true", help="decode an image folder once, into memory (where it fits "
+                     "in half the available memory)")
+    fit.add_argument("--compile", action="store_true", help="torch.compile the training step (Inductor; needs a C++ "
+                     "compiler, else trains eagerly and says so); the first step's compile time is reported apart")
     fit.add_argument("--small-input", action=argparse.BooleanOptionalAction, default=None,
                      help="the 32x32 stem (default: on for inputs of 64 pixels or less)")
     fit.set_defaults(run=cmd_train)

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -81,3 +83,29 @@ def test_transforms():
     out = EvalTransform(32)(torch.ones(3, 60, 80))
     assert out.shape == (3, 32, 32)
     np.testing.assert_allclose(out[0].numpy(), (1 - 0.485) / 0.229, rtol=1e-5)
+
+
+def test_worker_count_and_cache_leave_training_bit_identical(tmp_path, monkeypatch, capsys):
+    """The same run with 0 or 2 loading processes, decoded each epoch or cached, ends with the same
+    weights: augmentation is seeded per sample, never by the worker that draws it."""
+    from safetensors.torch import load_file
+
+    from vertebra.train import TrainConfig, train
+    from vertebra.train import data as data_module
+
+    write_folder(tmp_path / "images", ["a", "b"], per_class=10, size=(40, 30))
+    common = dict(data=str(tmp_path / "images"), input_size=32, epochs=2, batch_size=8, seed=1, optimizer="adamw")
+    weights = {}
+    for name, options in {"main": {"workers": 0}, "workers": {"workers": 2}, "cached": {"cache": True}}.items():
+        result = train(TrainConfig("mobilenet_v2_035", out=tmp_path / name, **common, **options))
+        record = result.history[-1]
+        weights[name] = load_file(tmp_path / name / json.loads((tmp_path / name / "checkpoint.json").read_text())["weights"])
+        assert record["images_per_s"] > 0 and record["elapsed_s"] >= record["epoch_s"] > 0
+    for name in ("workers", "cached"):
+        assert all(torch.equal(weights["main"][k], weights[name][k]) for k in weights["main"]), name
+    monkeypatch.setattr(data_module, "available_memory", lambda: 1000)  # 20 images of 40x30 need 72,000 bytes
+    split = image_folder(tmp_path / "images", None, 0.2, 32, seed=0, cache=True)
+    assert split.cache_refused.startswith("the decoded images need") and not split.in_memory
+    assert split.train[0][0].shape == (3, 32, 32)  # still read from disk
+    with pytest.raises(ValueError, match="workers must be an int >= 0, got -1"):
+        train(TrainConfig("mobilenet_v2_035", out=tmp_path / "bad", **common, workers=-1))

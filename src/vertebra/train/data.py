@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class DataSplits:
     in_chans: int
     input_size: int
     fingerprint: dict = field(default_factory=dict)  # what the data is, for resume's identity check
+    in_memory: bool = False  # decoded tensors (the digits, a cached folder): nothing to read from disk
+    cache_refused: str | None = None  # why --cache did not cache
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def digits(size: int = DIGITS_SIZE) -> DataSplits:
     images, labels, splits = _digits_tensors(size)
     split = {name: TensorImages(images[torch.from_numpy(i)], labels[torch.from_numpy(i)]) for name, i in splits.items()}
     return DataSplits("digits", split["train"], split["val"], split["test"], [str(d) for d in range(10)], 3,
-                      size, {"source": "digits", "images": len(labels)})
+                      size, {"source": "digits", "images": len(labels)}, in_memory=True)
 
 
 def class_names(root: Path) -> list[str]:
@@ -117,6 +120,7 @@ class ImageFolder(Dataset):
         if classes is not None and found != classes:
             raise ValueError(f"{root} has classes {found}, expected the training classes {classes}")
         self.root, self.classes = root, found
+        self.decoded: list | None = None  # every image's uint8 tensor (or BadImage), once cache() ran
         self.samples = [(path, label) for label, name in enumerate(found)
                         for path in sorted((root / name).rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES]
         if not self.samples:
@@ -135,31 +139,83 @@ class ImageFolder(Dataset):
             digest.update(f"{path.relative_to(self.root)}\t{label}\t{path.stat().st_size}\n".encode())
         return {"classes": self.classes, "images": len(self.samples), "files_sha256": digest.hexdigest()}
 
-    def __getitem__(self, index: int):
+    def decode(self, index: int) -> torch.Tensor | BadImage:
+        """The image as a (3, H, W) uint8 tensor, or why it cannot be read."""
         from PIL import Image, UnidentifiedImageError
 
-        path, label = self.samples[index]
+        path = self.samples[index][0]
         try:
             with Image.open(path) as image:
                 array = np.asarray(image.convert("RGB"), dtype=np.uint8)
         except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as error:
             return BadImage(str(path), f"{type(error).__name__}: {error}")
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255.0, label
+        return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+    def cache(self, budget_bytes: int) -> str | None:
+        """Decode every image once into memory (small datasets are otherwise decoded again every
+        epoch); workers forked later share the decoded images.  Returns why not, where the decoded
+        images would take more than ``budget_bytes``."""
+        from PIL import Image
+
+        need = 0
+        for path, _ in self.samples:
+            try:
+                with Image.open(path) as image:  # reads the header only
+                    need += 3 * image.width * image.height
+            except Exception:  # noqa: BLE001 - an unreadable file is reported when it is decoded
+                pass
+        if need > budget_bytes:
+            return (f"the decoded images need {need / 2 ** 30:.1f} GiB, more than half the available memory "
+                    f"({budget_bytes / 2 ** 30:.1f} GiB)")
+        self.decoded = [self.decode(index) for index in range(len(self.samples))]
+        return None
+
+    def __getitem__(self, index: int):
+        decoded = self.decoded[index] if self.decoded is not None else self.decode(index)
+        if isinstance(decoded, BadImage):
+            return decoded
+        return decoded.float() / 255.0, self.samples[index][1]
+
+
+def available_memory() -> int:
+    """Bytes of memory the system can still give (Linux's MemAvailable; elsewhere physical memory)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def cache_images(folders: list[ImageFolder]) -> str | None:
+    """Decode the folders into memory when they fit in half the available memory; else why not."""
+    budget = available_memory() // 2
+    for folder in folders:
+        refused = folder.cache(budget)
+        if refused:
+            for done in folders:
+                done.decoded = None
+            return refused
+        budget -= sum(image.numel() for image in folder.decoded if isinstance(image, torch.Tensor))
+    return None
 
 
 def image_folder(train: str | Path, val: str | Path | None, val_split: float, input_size: int,
-                 seed: int) -> DataSplits:
-    """Train on ``train``; validate on ``val`` or on a stratified ``val_split`` share of ``train``."""
+                 seed: int, cache: bool = False) -> DataSplits:
+    """Train on ``train``; validate on ``val`` or on a stratified ``val_split`` share of ``train``;
+    ``cache``: decode every image once, into memory, where they fit."""
     dataset = ImageFolder(train)
     fingerprint = {"source": "folder", "train": dataset.fingerprint(), "val_split": val_split}
-    if val is not None:
-        val_folder = ImageFolder(val, dataset.classes)
+    val_folder = ImageFolder(val, dataset.classes) if val is not None else None
+    if val_folder is None and not 0 < val_split < 1:
+        raise ValueError(f"val_split must be in (0, 1) when no validation folder is given, got {val_split}")
+    refused = cache_images([f for f in (dataset, val_folder) if f is not None]) if cache else None
+    if val_folder is not None:
         fingerprint.update(val=val_folder.fingerprint(), val_split=None)
         val_set: Dataset = Augmented(val_folder, EvalTransform(input_size), seed)
         train_set: Dataset = Augmented(dataset, TrainTransform(input_size), seed)
     else:
-        if not 0 < val_split < 1:
-            raise ValueError(f"val_split must be in (0, 1) when no validation folder is given, got {val_split}")
         from sklearn.model_selection import train_test_split
 
         labels = [label for _, label in dataset.samples]
@@ -167,15 +223,17 @@ def image_folder(train: str | Path, val: str | Path | None, val_split: float, in
                                               random_state=0)
         train_set = Augmented(Subset(dataset, sorted(train_idx.tolist())), TrainTransform(input_size), seed)
         val_set = Augmented(Subset(dataset, sorted(val_idx.tolist())), EvalTransform(input_size), seed)
-    return DataSplits(str(train), train_set, val_set, None, dataset.classes, 3, input_size, fingerprint)
+    return DataSplits(str(train), train_set, val_set, None, dataset.classes, 3, input_size, fingerprint,
+                      in_memory=cache and refused is None, cache_refused=refused)
 
 
 def load_data(data: str, *, val: str | None = None, val_split: float = 0.1, input_size: int | None = None,
-              seed: int = 0) -> DataSplits:
-    """The digits (32x32 unless ``input_size`` says otherwise) or an image folder (224 by default)."""
+              seed: int = 0, cache: bool = False) -> DataSplits:
+    """The digits (32x32 unless ``input_size`` says otherwise) or an image folder (224 by default;
+    ``cache``: decoded once into memory where it fits)."""
     if data == "digits":
         return digits(input_size or DIGITS_SIZE)
-    return image_folder(data, val, val_split, input_size or 224, seed)
+    return image_folder(data, val, val_split, input_size or 224, seed, cache)
 
 
 def hold_out(data: DataSplits, share: float) -> DataSplits:

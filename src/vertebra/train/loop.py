@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +59,9 @@ class TrainConfig:
     weights: str | None = None  # start from these weights (fine-tuning; an adapted network's file gives its widths)
     holdout: float | None = None  # validate on this share of the training images, kept out of training,
     # instead of the validation split (NetAdapt's held-out set, so the validation split stays unseen)
+    workers: int | None = None  # data-loading processes (default: none for the digits, else the spare cores)
+    cache: bool = False  # decode an image folder once, into memory, where it fits
+    compile: bool = False  # torch.compile the training step (Inductor; eager where no C++ compiler is found)
 
 
 @dataclass
@@ -88,6 +93,8 @@ def check_config(config: TrainConfig, world: World) -> TrainConfig:
         raise ValueError(f"lr_decay_at must be a share of training in (0, 1), got {config.lr_decay_at}")
     if not 0 < config.val_split < 1:
         raise ValueError(f"val_split must be in (0, 1), got {config.val_split}")
+    if config.workers is not None and (type(config.workers) is not int or config.workers < 0):
+        raise ValueError(f"workers must be an int >= 0, got {config.workers!r}")
     if config.holdout is not None and not 0 < config.holdout < 1:
         raise ValueError(f"holdout must be a share of the training images in (0, 1), got {config.holdout}")
     if config.weights is not None and not Path(config.weights).is_file():
@@ -106,8 +113,9 @@ def check_config(config: TrainConfig, world: World) -> TrainConfig:
     return TrainConfig(**{**asdict(config), "out": out, "lr": lr, "weight_decay": decay})
 
 
-# What --resume may change: everything else in the identity must match the run's run.json.
-RESUMABLE_CHANGES = ("epochs",)
+# What --resume may change: everything else in the identity must match the run's run.json.  Workers
+# and the cache change how images arrive, never which or in what order.
+RESUMABLE_CHANGES = ("epochs", "workers", "cache")
 
 
 def run_identity(config: TrainConfig, data: DataSplits, world: World) -> dict:
@@ -147,14 +155,44 @@ def build_model(config: TrainConfig, data: DataSplits) -> nn.Module:
     return model.to(memory_format=torch.channels_last) if config.channels_last else model
 
 
+def default_workers(data: DataSplits) -> int:
+    """Data-loading processes: none for the digits (tensors in memory, no augmentation); else the
+    cores torch's own threads leave, at most 4."""
+    if data.name == "digits":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores - 1))
+
+
+def make_loader(dataset, batch_size: int, workers: int, device: torch.device, sampler=None, drop_last=False):
+    """A DataLoader whose augmentation does not depend on ``workers`` (``Augmented`` seeds each sample
+    by seed, epoch and index).  Workers are started afresh each epoch, not kept: each takes a copy of
+    the dataset, and a persistent one would keep the epoch it started with."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, collate_fn=collate,
+                      num_workers=workers, pin_memory=device.type == "cuda")
+
+
+def compile_step(model: nn.Module, console: Console) -> nn.Module:
+    """``torch.compile`` (Inductor) of the forward and, through AOTAutograd, the backward; the model as
+    it is, with one line saying why, where Inductor has no C++ compiler to call."""
+    from torch._inductor import config as inductor
+
+    compiler = inductor.cpp.cxx[-1] if isinstance(inductor.cpp.cxx, tuple) else inductor.cpp.cxx
+    if next(model.parameters()).device.type == "cpu" and not shutil.which(compiler or "g++"):
+        console.print(f"[yellow]--compile: no C++ compiler ({compiler or 'g++'}) found for Inductor; training "
+                      "eagerly instead[/]")
+        return model
+    return torch.compile(model)
+
+
 def build_optimizer(config: TrainConfig, model: nn.Module, steps_per_epoch: int):
     decay = [p for p in model.parameters() if p.ndim > 1]  # no weight decay on norms and biases
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True, foreach=True)
     else:
-        optimizer = torch.optim.AdamW(groups, lr=config.lr)
+        optimizer = torch.optim.AdamW(groups, lr=config.lr, foreach=True)
     total = config.epochs * steps_per_epoch
     warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
 
@@ -178,10 +216,10 @@ def training_loss(output, target: torch.Tensor, criterion: nn.Module, aux_weight
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, batch_size: int = 256, channels_last: bool = False) -> dict:
+def evaluate(model: nn.Module, dataset, batch_size: int = 256, channels_last: bool = False, workers: int = 0) -> dict:
     """Accuracy, mean loss, the confusion matrix of ``model`` on ``dataset``, and the unreadable images."""
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    loader = make_loader(dataset, batch_size, workers, next(model.parameters()).device)
     predictions, targets, loss_sum, unreadable = [], [], 0.0, []
     for images, labels, bad in loader:
         unreadable += bad
@@ -232,7 +270,10 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
     start_time = time.perf_counter()
     seed_everything(config.seed)
     size = config.input_size or (None if config.data == "digits" else model_info(config.model).input_size)
-    data = load_data(config.data, val=config.val, val_split=config.val_split, input_size=size, seed=config.seed)
+    data = load_data(config.data, val=config.val, val_split=config.val_split, input_size=size, seed=config.seed,
+                     cache=config.cache)
+    if data.cache_refused and world.is_main:
+        console.print(f"[yellow]--cache: not caching, {data.cache_refused}; images are decoded every epoch[/]")
     if config.holdout is not None:
         data = hold_out(data, config.holdout)
     if config.limit is not None:
@@ -240,8 +281,8 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
     model = build_model(config, data).to(world.device)
     sampler = DistributedSampler(data.train, num_replicas=world.size, rank=world.rank, shuffle=True,
                                  seed=config.seed, drop_last=True)
-    loader = DataLoader(data.train, batch_size=config.batch_size // world.size, sampler=sampler, drop_last=True,
-                        collate_fn=collate)
+    workers = default_workers(data) if config.workers is None else config.workers
+    loader = make_loader(data.train, config.batch_size // world.size, workers, world.device, sampler, drop_last=True)
     if len(loader) == 0:
         fits = 2 ** (len(data.train) // world.size).bit_length() // 2 * world.size  # the largest power of two
         raise ValueError(f"{len(data.train)} training images give no full batch of {config.batch_size}: "
@@ -252,24 +293,30 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
                                scheduler)
     history, best = manifest.get("history", []), manifest.get("best_val_accuracy", -1.0)
     trained = DistributedDataParallel(model) if world.size > 1 else model
+    if config.compile:
+        trained = compile_step(trained, console)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    images_seen, train_seconds = 0, 0.0
+    images_seen, train_seconds, epochs_run = 0, 0.0, 0
     for epoch in range(manifest.get("epoch", 0) + 1, config.epochs + 1):
         sampler.set_epoch(epoch)
         augmented = data.train.dataset if isinstance(data.train, Subset) else data.train
         if hasattr(augmented, "set_epoch"):
             augmented.set_epoch(epoch)
         epoch_start = time.perf_counter()
-        stats = _train_epoch(trained, loader, optimizer, scheduler, criterion, config, world, console, epoch)
-        train_seconds += time.perf_counter() - epoch_start
-        images_seen += stats["images"]
-        val = evaluate(model, data.val, channels_last=config.channels_last)
+        stats = _train_epoch(trained, loader, optimizer, scheduler, criterion, config, world, console, epoch,
+                             warm=not config.compile or epochs_run > 0)
+        epochs_run += 1
+        train_seconds += stats["seconds"]
+        images_seen += stats["timed"]
+        val = evaluate(model, data.val, channels_last=config.channels_last, workers=workers)
         if world.is_main:  # every process validates on the whole split
             _report_unreadable(console, val["unreadable"])
         history.append({"epoch": epoch, "train_loss": stats["loss"], "train_accuracy": stats["accuracy"],
                         "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": scheduler.get_last_lr()[0],
                         "images_per_s": stats["images_per_s"], "skipped_images": stats["skipped"],
-                        "val_skipped_images": len(val["unreadable"])})
+                        "val_skipped_images": len(val["unreadable"]), "first_step_s": stats["first_step_s"],
+                        "epoch_s": time.perf_counter() - epoch_start,
+                        "elapsed_s": time.perf_counter() - start_time})
         if world.is_main:
             manifest = _end_epoch(config, console, model, optimizer, scheduler, history, best, data, manifest)
         best = max(best, val["accuracy"])
@@ -321,13 +368,17 @@ def _check_identity(config: TrainConfig, console: Console, identity: dict) -> No
                          f"(only --{', --'.join(RESUMABLE_CHANGES)} may change):\n  " + "\n  ".join(changes))
 
 
-def _train_epoch(model, loader, optimizer, scheduler, criterion, config, world, console, epoch) -> dict:
+def _train_epoch(model, loader, optimizer, scheduler, criterion, config, world, console, epoch, warm=True) -> dict:
+    """One epoch; ``warm=False``: the step has not run yet in this process, so a compiled step's
+    first call compiles, and is timed apart from the images/s."""
     model.train()
     totals = [0.0, 0.0, 0.0, 0.0]  # loss sum, correct, images, skipped
+    timed = 0  # images in the throughput figure
     columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.1%}  {task.fields[ips]:.0f} img/s"),
                TimeElapsedColumn()]
     start = time.perf_counter()
+    first_step_s = None
     autocast = torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=config.bf16)
     aux_weight = getattr(getattr(model, "module", model), "aux_loss_weight", AUX_WEIGHT)
     with Progress(*columns, console=console, disable=not world.is_main, transient=False) as bar:
@@ -351,13 +402,18 @@ def _train_epoch(model, loader, optimizer, scheduler, criterion, config, world, 
             totals[0] += float(loss.detach()) * len(labels)
             totals[1] += float((logits.argmax(1) == labels).sum())
             totals[2] += len(labels)
+            if not warm and first_step_s is None:
+                first_step_s, start = time.perf_counter() - start, time.perf_counter()
+            else:
+                timed += len(labels)
             seconds = time.perf_counter() - start
             bar.update(task, advance=1, loss=totals[0] / totals[2], acc=totals[1] / totals[2],
-                       ips=totals[2] * world.size / max(seconds, 1e-9))
+                       ips=timed * world.size / max(seconds, 1e-9))
     loss_sum, correct, images, skipped = world.all_sum(totals)
     seconds = time.perf_counter() - start
     return {"loss": loss_sum / max(images, 1), "accuracy": correct / max(images, 1), "images": int(images),
-            "images_per_s": images / max(seconds, 1e-9), "skipped": int(skipped)}
+            "images_per_s": timed * world.size / max(seconds, 1e-9), "skipped": int(skipped),
+            "first_step_s": first_step_s, "seconds": seconds, "timed": timed * world.size}
 
 
 def _report_unreadable(console: Console, bad: list) -> None:
