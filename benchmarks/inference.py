@@ -16,6 +16,20 @@ through MKL and oneDNN, at the same thread count, re-measured beside every row a
 raised -- and prints each model's share of it (2 x MACs per image x images/s over the peak
 FLOP/s).  Ratios are the figures to quote.  Without torchvision it still measures vertebra
 and says so.
+
+The runtimes people deploy with run in the same rounds: ONNX Runtime and OpenVINO (optional
+imports; a missing one is named), each fed vertebra's own ONNX export of the same model and
+weights at the row's batch size, with their documented CPU settings: all graph optimisations,
+the same thread count, OpenVINO's latency hint and f32 precision (``--bf16``: OpenVINO's bf16 hint
+beside vertebra.optimize(dtype=bfloat16)).  ONNX Runtime's threads are told not to spin after a
+call; OpenVINO's (oneTBB) cannot be, so every runner's sample is followed by a short pause, off
+the clock, in which idle threads stop spinning before the next runner starts.  Each row has
+``optimized_vs_best_runtime``.
+
+The memory roofline beside the compute one: the run measures this machine's memory bandwidth (a
+large copy and a triad, the better of the two), and each row gives the bound
+max(2 x MACs / peak FLOP/s, bytes / bandwidth) per batch, with the bytes the ShuffleNet V2 memory
+access cost that ``vertebra.profile`` counts, and vertebra.optimize's share of that bound.
 """
 from __future__ import annotations
 
@@ -23,6 +37,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -94,7 +109,53 @@ def others_cpu_share(before, after) -> float | None:
     return round(max(0.0, (busy - mine) / total), 3)
 
 
-def interleaved_seconds(runners: dict, rounds: int, sample_s: float = 0.05) -> dict[str, list[float]]:
+def memory_bandwidth(elements: int = 1 << 26, repeats: int = 5) -> dict[str, float]:
+    """Bytes/s of the best of ``repeats`` large copies (read + write) and triads (a = b + s c: two
+    reads, one write), on arrays of ``elements`` floats (256 MiB each), far beyond the caches."""
+    a, b, c = torch.empty(elements), torch.rand(elements), torch.rand(elements)
+    probes = {"copy": (lambda: a.copy_(b), 2), "triad": (lambda: torch.add(b, c, alpha=3.0, out=a), 3)}
+    rates = {name: best_flops(fn, arrays * 4 * elements, repeats) for name, (fn, arrays) in probes.items()}
+    return rates
+
+
+def runtime_runners(model, name: str, x: torch.Tensor, threads: int, bf16: bool, folder: Path) -> tuple[dict, list]:
+    """ONNX Runtime and OpenVINO on vertebra's own export of ``model``; and the notes on what is missing."""
+    from vertebra.export import export_onnx
+
+    path = folder / f"{name}-b{x.shape[0]}.onnx"
+    export_onnx(model, path, input_size=x.shape[-1], batch_size=x.shape[0])
+    array, found, notes = x.numpy(), {}, []
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        notes.append("onnxruntime is not importable: pip install onnxruntime")
+    else:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        for pool in ("intra", "inter"):  # idle threads block instead of spinning into the next runner's turn
+            options.add_session_config_entry(f"session.{pool}_op.allow_spinning", "0")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: array}
+        found["onnxruntime"] = lambda: session.run(None, feed)
+    try:
+        import openvino as ov
+    except ImportError:
+        notes.append("openvino is not importable: pip install openvino")
+    else:
+        core = ov.Core()
+        precisions = {"openvino": "f32", **({"openvino_bf16": "bf16"} if bf16 else {})}
+        for runner, precision in precisions.items():
+            compiled = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                             "INFERENCE_NUM_THREADS": threads,
+                                                             "INFERENCE_PRECISION_HINT": precision})
+            request = compiled.create_infer_request()
+            found[runner] = lambda request=request: request.infer({0: array}, share_inputs=True)
+    return found, notes
+
+
+def interleaved_seconds(runners: dict, rounds: int, sample_s: float = 0.05,
+                        settle_s: float = 0.02) -> dict[str, list[float]]:
     """Seconds per call of each runner, one sample per round.  They take turns, so that a burst
     of load from elsewhere lands on all of them; a sample repeats a fast call enough times to
     last about ``sample_s``, above the timer's and the scheduler's noise."""
@@ -111,6 +172,7 @@ def interleaved_seconds(runners: dict, rounds: int, sample_s: float = 0.05) -> d
             for _ in range(calls[name]):
                 fn()
             samples[name].append((time.perf_counter() - start) / calls[name])
+            time.sleep(settle_s)  # off the clock: spinning pool threads (oneTBB's, OpenMP's) go idle
     return samples
 
 
@@ -120,7 +182,7 @@ def first_call_seconds(fn) -> float:
     return round(time.perf_counter() - start, 1)
 
 
-def runners(name: str, batch: int, torchvision, inductor: bool):
+def runners(name: str, batch: int, torchvision, inductor: bool, bf16: bool):
     """The callables to time, and how long each optimized copy's first call (trace or compile) took."""
     model = vertebra.create_model(name).eval()
     size = model.default_input_size
@@ -144,7 +206,11 @@ def runners(name: str, batch: int, torchvision, inductor: bool):
     found["vertebra_optimized"] = lambda: fast(x)
     if inductor:
         found["vertebra_inductor"] = lambda: compiled(x)
-    return found, size, count_macs(model, size), first_calls
+    if bf16:
+        half = vertebra.optimize(model, dtype=torch.bfloat16)
+        first_calls["optimized_bf16_first_call_s"] = first_call_seconds(lambda: half(x))
+        found["vertebra_optimized_bf16"] = lambda: half(x)
+    return found, size, model, first_calls
 
 
 def main() -> None:
@@ -155,7 +221,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=7, help="rounds of timed samples")
     parser.add_argument("--no-inductor", action="store_true", help="skip the inductor backend (seconds of compiling)")
+    parser.add_argument("--no-runtimes", action="store_true", help="skip ONNX Runtime and OpenVINO")
+    parser.add_argument("--bf16", action="store_true", help="add vertebra.optimize(dtype=bfloat16) and OpenVINO bf16")
     args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="vertebra-inference-bench-"))
     torch.set_num_threads(args.threads)
     try:
         import torchvision
@@ -168,11 +237,22 @@ def main() -> None:
     rates = {name: best_flops(fn, flops) for name, (fn, flops) in probes.items()}
     best = max(rates, key=rates.get)
     peak = rates[best]
+    bandwidth = memory_bandwidth()
+    bytes_per_s = max(bandwidth.values())
     print(json.dumps({"roofline_gflops": round(peak / 1e9, 1), "threads": args.threads, "torch": torch.__version__,
-                      "probes_gflops": {k: round(v / 1e9, 1) for k, v in rates.items()}}), flush=True)
+                      "probes_gflops": {k: round(v / 1e9, 1) for k, v in rates.items()},
+                      "memory_gb_per_s": {k: round(v / 1e9, 1) for k, v in bandwidth.items()}}), flush=True)
     for name in models:
         for batch in args.batch_sizes:
-            found, size, macs, first_calls = runners(name, batch, torchvision, not args.no_inductor)
+            found, size, model, first_calls = runners(name, batch, torchvision, not args.no_inductor, args.bf16)
+            cost = vertebra.profile(model, size, batch, measure=False)
+            macs = cost.macs / batch
+            if not args.no_runtimes:
+                deployed, notes = runtime_runners(model, name, torch.randn(batch, 3, size, size), args.threads,
+                                                  args.bf16, folder)
+                found.update(deployed)
+                for note in notes:
+                    print(json.dumps({"note": note}), flush=True)
             found["roofline"] = probes[best][0]  # the winning probe again, under this row's load
             before = cpu_ticks()
             with torch.inference_mode():
@@ -186,6 +266,16 @@ def main() -> None:
                    **{f"{k}_images_per_s": round(v, 2) for k, v in speed.items()},
                    "roofline_gflops": round(peak / 1e9, 1),
                    "optimized_roofline_share": round(2 * macs * speed["vertebra_optimized"] / peak, 3)}
+            # the memory roofline: a batch cannot take less than its bytes over the bandwidth
+            bound_s = max(2 * cost.macs / peak, cost.memory_access / bytes_per_s)
+            row.update(memory_access_mb=round(cost.memory_access / 1e6, 1),
+                       bound="memory" if cost.memory_access / bytes_per_s > 2 * cost.macs / peak else "compute",
+                       optimized_share_of_bound=round(bound_s * speed["vertebra_optimized"] / batch, 3))
+            deployed = [speed[k] for k in ("onnxruntime", "openvino") if k in speed]
+            if deployed:
+                row["optimized_vs_best_runtime"] = round(speed["vertebra_optimized"] / max(deployed), 2)
+            if "vertebra_optimized_bf16" in speed:
+                row["bf16_vs_fp32"] = round(speed["vertebra_optimized_bf16"] / speed["vertebra_optimized"], 2)
             if "vertebra_inductor" in speed:
                 row["optimized_vs_inductor"] = round(speed["vertebra_optimized"] / speed["vertebra_inductor"], 2)
             if torchvision is not None:

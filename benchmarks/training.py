@@ -124,17 +124,15 @@ def layouts(model_name: str, repeats: int, emit) -> None:
           **{f"{name}_first_step_s": round(first, 1) for name, (_, first, _) in steps.items() if "compiled" in name}})
 
 
-SWEEP = {"optimizer": ("adamw", "sgd"), "lr_scale": (1, 2), "batch_size": (64, 128), "epochs": (8, 12)}
+SWEEP = {"optimizer": ("adamw",), "lr": (1e-3, 2e-3, 4e-3), "batch_size": (16, 32, 64), "epochs": (3, 6)}
 
 
-def sweep(model_name: str, target: float, folder: Path, emit) -> None:
-    """Every recipe of the grid; lr_scale multiplies the optimizer's default peak (AdamW 1e-3, SGD
-    0.1 x batch / 256)."""
+def sweep(model_name: str, target: float, folder: Path, emit, grid: dict = SWEEP) -> None:
+    """`vertebra train` with every recipe of ``grid`` (its other settings the defaults)."""
     import itertools
 
-    for optimizer, scale, batch, epochs in itertools.product(*SWEEP.values()):
-        lr = scale * (1e-3 if optimizer == "adamw" else 0.1 * batch / 256)
-        options = {"optimizer": optimizer, "lr": lr, "batch_size": batch, "epochs": epochs}
+    for values in itertools.product(*grid.values()):
+        options = dict(zip(grid, values))
         result = train(TrainConfig(model_name, out=folder / f"sweep-{len(list(folder.iterdir()))}", **options), QUIET)
         row = summary("vertebra_train", model_name, result.history, target, result.images_per_s)
         emit({**row, "sweep": options, "test_accuracy": result.test_accuracy})
@@ -199,6 +197,8 @@ def main() -> None:
     parser.add_argument("--folder-target", type=float, default=0.9)
     parser.add_argument("--compile", action="store_true", help="vertebra train --compile")
     parser.add_argument("--sweep", action="store_true", help="the recipe sweep instead (digits)")
+    parser.add_argument("--grid", type=json.loads, default=SWEEP, help="the sweep's grid, as JSON: "
+                        "{TrainConfig field: [values]} (default: %(default)s)")
     parser.add_argument("--layouts", action="store_true", help="time one training step per layout instead")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", type=Path, help="also append the JSON lines to this file")
@@ -221,7 +221,7 @@ def main() -> None:
             return
         if args.sweep:
             for name in args.models:
-                sweep(name, args.target, runs, emit)
+                sweep(name, args.target, runs, emit, args.grid)
             return
         for name in [] if args.folder_only else args.models:
             plain = emit({**plain_loop(name, "digits", args.plain_epochs, args.target, None), "data": "digits"})

@@ -325,7 +325,8 @@ def _darts(args: argparse.Namespace) -> int:
     if args.final:
         from .train.loop import TrainConfig, train
 
-        config = TrainConfig(model="nas_child", data=args.data, epochs=args.final_epochs, optimizer="adamw",
+        config = TrainConfig(model="nas_child", data=args.data, epochs=args.final_epochs, optimizer="adamw", lr=1e-3,
+                             batch_size=64, warmup_epochs=1.0,  # the recipe the README's DARTS figures used
                              seed=args.seed, out=out / "final", resume=args.resume and (out / "final").exists(),
                              model_kwargs={"genotype": result.genotype})
         final = train(config, console)
@@ -593,10 +594,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--val", help="a validation folder (default: --val-split of the training folder)")
     fit.add_argument("--val-split", type=float, default=0.1)
     fit.add_argument("--input-size", type=_positive, help="image-folder input size (default: the model's)")
-    fit.add_argument("--epochs", type=_positive, default=10)
-    fit.add_argument("--batch-size", type=_positive, default=64, help="global batch, split over processes")
-    fit.add_argument("--lr", type=float, help="peak learning rate (default: 0.1 x batch/256 SGD, 1e-3 AdamW)")
-    fit.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    fit.add_argument("--epochs", type=_positive, default=5)
+    fit.add_argument("--batch-size", type=_positive, default=32, help="global batch, split over processes")
+    fit.add_argument("--lr", type=float, help="peak learning rate (default: AdamW 8e-3, SGD 0.1 x batch/256)")
+    fit.add_argument("--optimizer", choices=("sgd", "adamw"), default="adamw")
     fit.add_argument("--weight-decay", type=float)
     fit.add_argument("--out", help="output folder (default: runs/MODEL); an existing run needs --resume")
     fit.add_argument("--resume", action="store_true", help="continue the run in --out after its last committed "
