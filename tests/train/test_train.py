@@ -197,6 +197,7 @@ def test_a_compiled_step_resumes_to_the_same_weights_and_says_when_it_cannot_com
 
     from vertebra.train import loop
 
+    torch._dynamo.reset()  # each run below starts as a new process would
     whole = train(TrainConfig(out=tmp_path / "whole", compile=True, **tiny_run))
     epoch_of = loop._train_epoch
 

@@ -186,7 +186,9 @@ def compile_step(model: nn.Module, console: Console) -> nn.Module:
         console.print(f"[yellow]--compile: no C++ compiler ({compiler or 'g++'}) found for Inductor; training "
                       "eagerly instead[/]")
         return model
-    return torch.compile(model)
+    # static shapes (every batch is full): the kernels, and so the sums, never depend on what else this
+    # process compiled before, which automatic dynamic shapes would let them
+    return torch.compile(model, dynamic=False)
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module, steps_per_epoch: int):
