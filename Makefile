@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: train MobileNet V2 (32x32 stem) on the embedded digits and report its test
-# accuracy with vertebra train's defaults (5 epochs, about 27 s on 2 cores); each run gets a new output folder.
+# accuracy with vertebra train's defaults (5 epochs, about 29 s on 2 cores); each run gets a new output folder.
 DEMO_OUT := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 demo: $(STAMP)
