@@ -105,7 +105,7 @@ def test_worker_count_and_cache_leave_training_bit_identical(tmp_path, monkeypat
         assert all(torch.equal(weights["main"][k], weights[name][k]) for k in weights["main"]), name
     monkeypatch.setattr(data_module, "available_memory", lambda: 1000)  # 20 images of 40x30 need 72,000 bytes
     split = image_folder(tmp_path / "images", None, 0.2, 32, seed=0, cache=True)
-    assert split.cache_refused.startswith("the decoded images need") and not split.in_memory
+    assert split.cache_refused.startswith("the decoded images need") and split.train.base.dataset.decoded is None
     assert split.train[0][0].shape == (3, 32, 32)  # still read from disk
     with pytest.raises(ValueError, match="workers must be an int >= 0, got -1"):
         train(TrainConfig("mobilenet_v2_035", out=tmp_path / "bad", **common, workers=-1))

@@ -28,7 +28,6 @@ class DataSplits:
     in_chans: int
     input_size: int
     fingerprint: dict = field(default_factory=dict)  # what the data is, for resume's identity check
-    in_memory: bool = False  # decoded tensors (the digits, a cached folder): nothing to read from disk
     cache_refused: str | None = None  # why --cache did not cache
 
 
@@ -101,7 +100,7 @@ def digits(size: int = DIGITS_SIZE) -> DataSplits:
     images, labels, splits = _digits_tensors(size)
     split = {name: TensorImages(images[torch.from_numpy(i)], labels[torch.from_numpy(i)]) for name, i in splits.items()}
     return DataSplits("digits", split["train"], split["val"], split["test"], [str(d) for d in range(10)], 3,
-                      size, {"source": "digits", "images": len(labels)}, in_memory=True)
+                      size, {"source": "digits", "images": len(labels)})
 
 
 def class_names(root: Path) -> list[str]:
@@ -224,7 +223,7 @@ def image_folder(train: str | Path, val: str | Path | None, val_split: float, in
         train_set = Augmented(Subset(dataset, sorted(train_idx.tolist())), TrainTransform(input_size), seed)
         val_set = Augmented(Subset(dataset, sorted(val_idx.tolist())), EvalTransform(input_size), seed)
     return DataSplits(str(train), train_set, val_set, None, dataset.classes, 3, input_size, fingerprint,
-                      in_memory=cache and refused is None, cache_refused=refused)
+                      cache_refused=refused)
 
 
 def load_data(data: str, *, val: str | None = None, val_split: float = 0.1, input_size: int | None = None,

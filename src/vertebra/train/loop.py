@@ -302,16 +302,15 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
     if config.compile:
         trained = compile_step(trained, console)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    images_seen, train_seconds, epochs_run = 0, 0.0, 0
-    for epoch in range(manifest.get("epoch", 0) + 1, config.epochs + 1):
+    images_seen, train_seconds, first_epoch = 0, 0.0, manifest.get("epoch", 0) + 1
+    for epoch in range(first_epoch, config.epochs + 1):
         sampler.set_epoch(epoch)
         augmented = data.train.dataset if isinstance(data.train, Subset) else data.train
         if hasattr(augmented, "set_epoch"):
             augmented.set_epoch(epoch)
         epoch_start = time.perf_counter()
         stats = _train_epoch(trained, loader, optimizer, scheduler, criterion, config, world, console, epoch,
-                             warm=not config.compile or epochs_run > 0)
-        epochs_run += 1
+                             warm=not config.compile or epoch > first_epoch)
         train_seconds += stats["seconds"]
         images_seen += stats["timed"]
         val = evaluate(model, data.val, channels_last=config.channels_last, workers=workers)
@@ -417,7 +416,7 @@ def _train_epoch(model, loader, optimizer, scheduler, criterion, config, world, 
                        ips=timed * world.size / max(seconds, 1e-9))
     loss_sum, correct, images, skipped = world.all_sum(totals)
     seconds = time.perf_counter() - start
-    return {"loss": loss_sum / max(images, 1), "accuracy": correct / max(images, 1), "images": int(images),
+    return {"loss": loss_sum / max(images, 1), "accuracy": correct / max(images, 1),
             "images_per_s": timed * world.size / max(seconds, 1e-9), "skipped": int(skipped),
             "first_step_s": first_step_s, "seconds": seconds, "timed": timed * world.size}
 
