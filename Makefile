@@ -15,7 +15,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,export,ray]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,export,quantize,ray]"
 	touch $(STAMP)
 
 # The main job: train MobileNet V2 (32x32 stem) on the embedded digits and report its test

@@ -26,6 +26,16 @@ call; OpenVINO's (oneTBB) cannot be, so every runner's sample is followed by a s
 the clock, in which idle threads stop spinning before the next runner starts.  Each row has
 ``optimized_vs_best_runtime``.
 
+``--int8`` adds int8: vertebra.quantize (post-training static, per-channel weights, calibrated on
+CALIBRATION_IMAGES random images of the row's size) and ONNX Runtime's own static quantization of
+the same export (quantize_static, QDQ, unsigned activations and signed per-channel weights, after
+its pre-processing, calibrated on the same images), with ``int8_vs_fp32`` and
+``int8_vs_runtime_int8``.  It also measures accuracy honesty: on each model with synthetic weights
+(its BatchNorm statistics and affine parameters drawn at random, so that the network is not the
+degenerate one of a fresh initialisation) the top-1 agreement of bf16 and int8 with fp32 on the
+digits' held-out split upscaled to the model's input size; and, in one more line, the same on
+MobileNet V2 (0.35) trained on the digits (``--digits-epochs``).
+
 The memory roofline beside the compute one: the run measures this machine's memory bandwidth (a
 large copy and a triad, the better of the two), and each row gives the bound
 max(2 x MACs / peak FLOP/s, bytes / bandwidth) per batch, with the bytes the ShuffleNet V2 memory
@@ -41,6 +51,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -156,6 +167,92 @@ def runtime_runners(model, name: str, x: torch.Tensor, threads: int, bf16: bool,
     return found, notes
 
 
+CALIBRATION_IMAGES = 32
+
+
+def onnxruntime_int8(model, name: str, calibration: torch.Tensor, x: torch.Tensor, threads: int,
+                     folder: Path):
+    """ONNX Runtime's static int8 quantization of vertebra's export of ``model``, as its documentation
+    has it for CPUs: pre-processing (shape inference, graph optimisation), then QDQ with uint8
+    activations and per-channel int8 weights, calibrated on ``calibration``.  Returns a runner for
+    ``x``, or None with the reason."""
+    from vertebra.export import export_onnx
+
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
+                                              quantize_static)
+    except ImportError:
+        return None, "onnxruntime.quantization is not importable: pip install onnxruntime"
+    path, ready, quantized = (folder / f"{name}-b{x.shape[0]}-{kind}.onnx" for kind in ("float", "pre", "int8"))
+    export_onnx(model, path, input_size=x.shape[-1], batch_size=x.shape[0])
+    quant_pre_process(str(path), str(ready))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(calibration.split(x.shape[0]))  # the export has a fixed batch size
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None or len(batch) != x.shape[0] else {"images": batch.numpy()}
+
+    quantize_static(str(ready), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    for pool in ("intra", "inter"):
+        options.add_session_config_entry(f"session.{pool}_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return (lambda: session.run(None, feed)), None
+
+
+def synthetic_weights(model):
+    """``model`` with its BatchNorm statistics and affine parameters drawn at random (seeded): a
+    fresh initialisation zeroes some of them (EfficientNet's last BatchNorm in each block, for one)
+    and its outputs are then all near zero, where any precision would 'agree' by chance or not at all."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                for tensor, low, high in ((module.running_mean, -0.1, 0.1), (module.running_var, 0.5, 1.5),
+                                          (module.weight, 0.5, 1.0), (module.bias, -0.1, 0.1)):
+                    tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
+    return model.eval()
+
+
+def top1_agreement(model, size: int, bf16: bool, images: torch.Tensor | None = None) -> dict:
+    """Top-1 agreement of bf16 (when the CPU has it) and int8 with fp32 on the digits' held-out
+    split (or ``images``), at ``size``; int8 calibrated on as many training images."""
+    from vertebra.train import digits
+
+    splits = digits(size)
+    images = splits.test.images if images is None else images
+    fp32 = vertebra.optimize(model)(images).argmax(1)
+    found = {"int8": vertebra.quantize(model, splits.train.images[:len(images)])(images).argmax(1)}
+    if bf16:
+        found["bf16"] = vertebra.optimize(model, dtype=torch.bfloat16)(images).argmax(1)
+    return {f"{kind}_top1_agreement": round(float((fp32 == top).float().mean()), 4) for kind, top in found.items()}
+
+
+def digits_agreement(epochs: int, bf16: bool) -> dict:
+    """MobileNet V2 (0.35, 32x32 stem) trained on the digits; its fp32 accuracy and the agreements."""
+    from rich.console import Console
+
+    from vertebra.train import TrainConfig, digits, train
+    from vertebra.train.checkpoint import load_checkpoint
+
+    run = Path(tempfile.mkdtemp(prefix="vertebra-int8-digits-")) / "run"
+    train(TrainConfig("mobilenet_v2_035", epochs=epochs, out=run), Console(quiet=True))
+    model = vertebra.create_model("mobilenet_v2_035", num_classes=10, small_input=True)
+    load_checkpoint(run, model)
+    test = digits().test
+    accuracy = float((vertebra.optimize(model)(test.images).argmax(1) == test.labels).float().mean())
+    return {"digits_model": "mobilenet_v2_035", "epochs": epochs, "fp32_test_accuracy": round(accuracy, 4),
+            **top1_agreement(model.eval(), 32, bf16)}
+
+
 def interleaved_seconds(runners: dict, rounds: int, sample_s: float = 0.05,
                         settle_s: float = 0.02) -> dict[str, list[float]]:
     """Seconds per call of each runner, one sample per round.  They take turns, so that a burst
@@ -184,7 +281,7 @@ def first_call_seconds(fn) -> float:
     return round(time.perf_counter() - start, 1)
 
 
-def runners(name: str, batch: int, torchvision, inductor: bool, bf16: bool):
+def runners(name: str, batch: int, torchvision, inductor: bool, bf16: bool, int8: bool):
     """The callables to time, and how long each optimized copy's first call (trace or compile) took."""
     model = vertebra.create_model(name).eval()
     size = model.default_input_size
@@ -208,6 +305,13 @@ def runners(name: str, batch: int, torchvision, inductor: bool, bf16: bool):
     found["vertebra_optimized"] = lambda: fast(x)
     if inductor:
         found["vertebra_inductor"] = lambda: compiled(x)
+    if int8:
+        with warnings.catch_warnings():  # a layer left in float32 is named in the row
+            warnings.simplefilter("ignore", RuntimeWarning)
+            quantized = vertebra.quantize(model, torch.randn(CALIBRATION_IMAGES, 3, size, size))
+        first_calls["int8_first_call_s"] = first_call_seconds(lambda: quantized(x))
+        first_calls["int8_float_layers"] = len(quantized.float_layers)
+        found["vertebra_int8"] = lambda: quantized(x)
     if bf16:
         half = vertebra.optimize(model, dtype=torch.bfloat16)
         first_calls["optimized_bf16_first_call_s"] = first_call_seconds(lambda: half(x))
@@ -225,6 +329,9 @@ def main() -> None:
     parser.add_argument("--no-inductor", action="store_true", help="skip the inductor backend (seconds of compiling)")
     parser.add_argument("--no-runtimes", action="store_true", help="skip ONNX Runtime and OpenVINO")
     parser.add_argument("--bf16", action="store_true", help="add vertebra.optimize(dtype=bfloat16) and OpenVINO bf16")
+    parser.add_argument("--int8", action="store_true", help="add vertebra.quantize and ONNX Runtime's static int8, "
+                        "and the top-1 agreement of bf16 and int8 with fp32")
+    parser.add_argument("--digits-epochs", type=int, default=12, help="--int8: epochs of the digits-trained model")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="vertebra-inference-bench-"))
     torch.set_num_threads(args.threads)
@@ -244,15 +351,23 @@ def main() -> None:
     print(json.dumps({"roofline_gflops": round(peak / 1e9, 1), "threads": args.threads, "torch": torch.__version__,
                       "probes_gflops": {k: round(v / 1e9, 1) for k, v in rates.items()},
                       "memory_gb_per_s": {k: round(v / 1e9, 1) for k, v in bandwidth.items()}}), flush=True)
+    if args.int8:
+        print(json.dumps(digits_agreement(args.digits_epochs, args.bf16)), flush=True)
     for name in models:
         for batch in args.batch_sizes:
-            found, size, model, first_calls = runners(name, batch, torchvision, not args.no_inductor, args.bf16)
+            found, size, model, first_calls = runners(name, batch, torchvision, not args.no_inductor, args.bf16,
+                                                      args.int8)
             cost = vertebra.profile(model, size, batch, measure=False)
             macs = cost.macs / batch
             if not args.no_runtimes:
                 deployed, notes = runtime_runners(model, name, torch.randn(batch, 3, size, size), args.threads,
                                                   args.bf16, folder)
                 found.update(deployed)
+                if args.int8:
+                    runtime_int8, note = onnxruntime_int8(model, name, torch.randn(CALIBRATION_IMAGES, 3, size, size),
+                                                          torch.randn(batch, 3, size, size), args.threads, folder)
+                    notes += [note] if note else []
+                    found.update({"onnxruntime_int8": runtime_int8} if runtime_int8 else {})
                 for note in notes:
                     print(json.dumps({"note": note}), flush=True)
             found["roofline"] = probes[best][0]  # the winning probe again, under this row's load
@@ -278,6 +393,12 @@ def main() -> None:
                 row["optimized_vs_best_runtime"] = round(speed["vertebra_optimized"] / max(deployed), 2)
             if "vertebra_optimized_bf16" in speed:
                 row["bf16_vs_fp32"] = round(speed["vertebra_optimized_bf16"] / speed["vertebra_optimized"], 2)
+            if "vertebra_int8" in speed:
+                row["int8_vs_fp32"] = round(speed["vertebra_int8"] / speed["vertebra_optimized"], 2)
+                if "onnxruntime_int8" in speed:
+                    row["int8_vs_runtime_int8"] = round(speed["vertebra_int8"] / speed["onnxruntime_int8"], 2)
+                if batch == max(args.batch_sizes):  # once per model
+                    row.update(top1_agreement(synthetic_weights(vertebra.create_model(name)), size, args.bf16))
             if "vertebra_inductor" in speed:
                 row["optimized_vs_inductor"] = round(speed["vertebra_optimized"] / speed["vertebra_inductor"], 2)
             if torchvision is not None:

@@ -1,11 +1,12 @@
 """The ``vertebra`` command: ``list``, ``info``, ``bench``, ``smoke``, ``train``, ``evaluate``, ``predict``,
-``gates``, ``search``, ``export``."""
+``gates``, ``search``, ``scale``, ``netadapt``, ``export``, ``quantize``, ``draw``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -492,23 +493,32 @@ def _model_to_export(args: argparse.Namespace):
     return model
 
 
+def _output_file(args: argparse.Namespace) -> Path:
+    """--out, checked before any work: not there unless --force, in a folder that exists and is writable."""
+    from .durable import check_output_folder
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists: pass --force to replace it")
+    if not out.parent.is_dir():
+        raise ValueError(f"folder {str(out.parent)!r} does not exist")
+    check_output_folder(out.parent, "the folder of --out")
+    return out
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Write a model as ONNX or TorchScript, then run the file against the eager model."""
     from .export import (DEFAULT_OPSET, check_onnx, check_torchscript, example_input, export_onnx,
                          export_torchscript, require)
 
     from .data_config import data_config
-    from .durable import check_output_folder, write_json
+    from .durable import write_json
 
     model_info(args.model)  # fail on a wrong name before any work
-    out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a folder: name the file to write, e.g. {out / (args.model + '.onnx')}")
-    if out.exists() and not args.force:
-        raise ValueError(f"{out} exists: pass --force to replace it")
-    if not out.parent.is_dir():
-        raise ValueError(f"folder {str(out.parent)!r} does not exist")
-    check_output_folder(out.parent, "the folder of --out")  # writable, before any work
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder: name the file to write, "
+                         f"e.g. {Path(args.out) / (args.model + '.onnx')}")
+    out = _output_file(args)
     onnx = args.format == "onnx"
     if not onnx and (args.dynamic_batch or args.opset is not None):
         raise ValueError("--dynamic-batch and --opset apply to --format onnx only "
@@ -537,6 +547,45 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 1
     written = write_json(out.with_name(f"{out.stem}.preprocessing.json"), preprocessing.to_dict())
     console.print(f"wrote {written}: the preprocessing its inputs need", soft_wrap=True)
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """int8 post-training quantization of trained weights: calibrate, compare with float32, write."""
+    from .inference import quantize, save_quantized
+    from .train.predict import load_trained, quantization_sets
+
+    model_info(args.model)  # fail on a wrong name before any work
+    if Path(args.out).suffix != ".pt2":
+        raise ValueError(f"--out must end in .pt2 (a torch.export program), got {args.out!r}")
+    out = _output_file(args)
+    model, metadata = load_trained(args.model, args.weights)
+    calibration, (images, labels), unreadable = quantization_sets(args.data, metadata, args.calibration)
+    for bad in unreadable:
+        print(f"vertebra quantize: skipped {bad.path}: {bad.reason}", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:  # said once, below, not as a Python warning
+        warnings.simplefilter("always", RuntimeWarning)
+        quantized = quantize(model, calibration)
+    with torch.no_grad():
+        fp32 = torch.cat([model(part) for part in images.split(256)]).argmax(1)
+    int8 = quantized(images).argmax(1)
+    result = {"fp32_accuracy": float((fp32 == labels).float().mean()),
+              "int8_accuracy": float((int8 == labels).float().mean()),
+              "top1_agreement": float((fp32 == int8).float().mean()), "count": len(labels),
+              "calibration_images": len(calibration), "float_layers": quantized.float_layers}
+    save_quantized(quantized, out, {"model": args.model, "weights": str(args.weights), "data": args.data,
+                                    "metadata": metadata, **result})
+    if args.json:
+        print(json.dumps({**result, "out": str(out)}))
+        return 0
+    for warning in caught:
+        console.print(f"[yellow]{warning.message}[/]", soft_wrap=True)
+    console.print(f"{args.model} on {args.data} ({result['count']} held-out images, calibrated on "
+                  f"{result['calibration_images']}): float32 {result['fp32_accuracy']:.2%}, int8 "
+                  f"{result['int8_accuracy']:.2%}; the same top-1 answer on {result['top1_agreement']:.2%}",
+                  soft_wrap=True)
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:,.1f} MB): vertebra.inference.load_quantized reads it",
+                  soft_wrap=True)
     return 0
 
 
@@ -793,6 +842,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, choices=range(13, 21), metavar="{13..20}", help="ONNX opset (default 17)")
     export.add_argument("--force", action="store_true", help="replace an existing --out")
     export.set_defaults(run=cmd_export)
+    quant = commands.add_parser("quantize", help="int8 post-training quantization of trained weights (needs "
+                                "torchao: vertebra[quantize])")
+    quant.add_argument("model")
+    quant.add_argument("--weights", required=True, help="a .safetensors file saved by vertebra train")
+    quant.add_argument("--data", default="digits", help="'digits' (calibrates on its training split, measures on "
+                       "its test split) or an image folder (calibrates on --calibration of its images, measures on "
+                       "the rest)")
+    quant.add_argument("--calibration", type=_positive, default=256, help="images that set the int8 ranges")
+    quant.add_argument("--out", required=True, help="the .pt2 file to write (an existing one needs --force)")
+    quant.add_argument("--force", action="store_true", help="replace an existing --out")
+    quant.add_argument("--json", action="store_true")
+    quant.set_defaults(run=cmd_quantize)
     drawing = commands.add_parser("draw", help="a model's picture: its stages, or each of its blocks in detail")
     drawing.add_argument("model")
     drawing.add_argument("--out", required=True, help="the file to write: .svg or .png (an existing one needs "

@@ -1,4 +1,4 @@
-"""What the CPU can do, read once: bfloat16 support for autocast and inference."""
+"""What the CPU can do, read once: bfloat16 and int8 support for inference."""
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,3 +17,8 @@ def cpu_flags() -> frozenset[str]:
 def cpu_supports_bf16() -> bool:
     """True on CPUs with AVX512-BF16 or AMX-BF16, where bfloat16 matrix products are fast."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def cpu_supports_int8() -> bool:
+    """True on CPUs with VNNI (AVX512 or AVX) or AMX-INT8, where int8 convolutions are fast."""
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())

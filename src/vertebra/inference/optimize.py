@@ -119,14 +119,19 @@ def cxx_compiler() -> str | None:
     return next((path for path in map(shutil.which, filter(None, names)) if path), None)
 
 
+@contextlib.contextmanager
 def inductor_config():
     """INDUCTOR_CONFIG for the length of one call to the compiled copy, the user's put back after.
     Dynamo reads ``freezing`` while tracing and Inductor while compiling, and a new input shape
     recompiles on any call, so it has to hold around every call: ``torch.compile(options=
-    {"freezing": True})`` reaches Inductor only, and freezes nothing."""
+    {"freezing": True})`` reaches Inductor only, and freezes nothing.  Inductor warns of its own
+    deprecated calls while it compiles int8 graphs (vertebra.quantize): kept quiet."""
     from torch._inductor import config
 
-    return config.patch(INDUCTOR_CONFIG)
+    with config.patch(INDUCTOR_CONFIG), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "To copy construct from a tensor", UserWarning)
+        warnings.filterwarnings("ignore", "TypedStorage is deprecated", UserWarning)
+        yield
 
 
 def compile_frozen(model: nn.Module):

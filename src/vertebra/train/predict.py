@@ -72,3 +72,29 @@ def predict(model, images: list[torch.Tensor], classes: list[str], top_k: int = 
     top = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
     return [[(classes[i] if i < len(classes) else str(i), float(p)) for p, i in zip(values, indices)]
             for values, indices in zip(top.values.tolist(), top.indices.tolist())]
+
+
+def quantization_sets(data: str, metadata: dict, calibration: int, seed: int = 0):
+    """Calibration images and a held-out (images, labels) set for ``vertebra quantize``: on the
+    digits, ``calibration`` training images and the test split; in an image folder, ``calibration``
+    images drawn by ``seed`` and the rest.  Also the unreadable images of the folder, skipped."""
+    from .data import BadImage
+
+    if data == "digits":
+        splits = digits(metadata.get("input_size") or DIGITS_SIZE)
+        order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:calibration]
+        return splits.train.images[order], (splits.test.images, splits.test.labels), []
+    dataset = evaluation_set(data, metadata)
+    if len(dataset) <= calibration:
+        raise ValueError(f"{data} holds {len(dataset)} images: --calibration {calibration} must leave some "
+                         "to measure the accuracy on")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    items = [dataset[i] for i in order]
+    unreadable = [item for item in items if isinstance(item, BadImage)]
+    readable = [item for item in items if not isinstance(item, BadImage)]
+    images = torch.stack([image for image, _ in readable])
+    labels = torch.tensor([label for _, label in readable])
+    if len(readable) <= calibration:
+        raise ValueError(f"{data}: only {len(readable)} images are readable; --calibration {calibration} "
+                         "must leave some to measure the accuracy on")
+    return images[:calibration], (images[calibration:], labels[calibration:]), unreadable
