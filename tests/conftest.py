@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import pytest
 import torch
@@ -6,6 +7,10 @@ import torch
 import vertebra
 
 ALL_MODELS = vertebra.list_models()
+
+# vertebra train's bf16 decisions are cached per machine (train/precision.py): the tests' go to a
+# folder of their own, never to the user's ~/.cache.
+os.environ["VERTEBRA_CACHE_DIR"] = tempfile.mkdtemp(prefix="vertebra-test-cache-")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each
     torch.set_num_threads(1)

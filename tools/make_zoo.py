@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import re
 import sys
 from pathlib import Path
@@ -27,20 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 import vertebra  # noqa: E402
 from vertebra.analysis import profile  # noqa: E402
+from vertebra.hardware import cpu_name  # noqa: E402
 
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(ROOT / "tools"))
 from make_families import family_links  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from vertebra.cli import main
+from vertebra import create_model
+from vertebra.cli import build_parser, main
 from vertebra.train import TrainConfig, train
 
 MODEL = "mobilenet_v2_035"
@@ -129,6 +130,52 @@ def test_bf16_autocast_trains_or_says_why_not(tmp_path, monkeypatch):
     monkeypatch.setattr("vertebra.train.loop.cpu_supports_bf16", lambda: False)
     with pytest.raises(ValueError, match="AVX512-BF16 or AMX"):
         train(TrainConfig(MODEL, out=tmp_path / "other", bf16=True, **QUICK))
+
+
+def test_bf16_left_to_measurement_follows_it_is_cached_and_a_resume_keeps_it(tmp_path, monkeypatch, tiny_run):
+    from vertebra.train import precision
+
+    monkeypatch.setenv("VERTEBRA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)
+    timings = {"fp32_s": 0.3, "bf16_s": 0.1}  # bf16 3x as fast, as ResNet-18 measured on AMX
+    calls = []
+    monkeypatch.setattr(precision, "measure", lambda *args: calls.append(args) or dict(timings))
+    first = {**tiny_run, "epochs": 1}
+    parse = build_parser().parse_args  # vertebra train leaves it to measurement unless told
+    assert [parse(["train", MODEL, *flag]).bf16 for flag in ([], ["--bf16"], ["--no-bf16"])] == [None, True, False]
+    train(TrainConfig(**first, bf16=None, out=tmp_path / "a"))
+    record = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
+    assert record["config"]["bf16"] is True and len(calls) == 1
+    # the machine's decision is cached: a second run does not measure again
+    train(TrainConfig(**first, bf16=None, out=tmp_path / "b"))
+    assert len(calls) == 1 and json.loads((tmp_path / "b" / "checkpoint.json").read_text())["config"]["bf16"]
+    # a resume keeps the run's choice, whatever a measurement would say now
+    timings.update(bf16_s=0.6)
+    (tmp_path / "cache" / "precision.json").unlink()
+    train(TrainConfig(**{**first, "epochs": 2}, bf16=None, out=tmp_path / "a", resume=True))
+    record = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
+    assert record["epoch"] == 2 and record["config"]["bf16"] is True and len(calls) == 1
+    # a new run now measures bf16 slower, and trains in fp32
+    train(TrainConfig(**first, bf16=None, out=tmp_path / "c"))
+    assert json.loads((tmp_path / "c" / "checkpoint.json").read_text())["config"]["bf16"] is False
+    # a CPU without bf16 trains in fp32 without measuring
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    assert precision.decide_bf16(None, {}, 16, 3, 32, 10, True) == {"bf16": False,
+                                                                   "reason": "this CPU has no bf16 instructions"}
+    assert len(calls) == 2
+
+
+def test_the_precision_measurement_times_both_and_leaves_the_model_and_random_numbers_alone():
+    from vertebra.train.precision import describe, measure
+
+    model = create_model(MODEL, num_classes=10, small_input=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = torch.get_rng_state()
+    found = measure(model, 8, 3, 32, 10, True)
+    assert found["fp32_s"] > 0 and found["bf16_s"] > 0
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert "measured now" in describe({**found, "bf16": False})
 
 
 def test_predict_reads_each_weights_with_its_own_preprocessing(tmp_path, capsys, tiny_run):

@@ -20,7 +20,6 @@ training worker: workers share the cores, and a timing taken beside them measure
 from __future__ import annotations
 
 import hashlib
-import platform
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,19 +29,12 @@ from torch import nn
 
 from ..analysis import measure_latency
 from ..durable import read_json, write_json
+from ..hardware import cpu_name
 
 
 def machine() -> dict:
     """What a latency depends on, besides the network."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "torch": torch.__version__}
+    return {"cpu": cpu_name(), "torch": torch.__version__}
 
 
 def units(model: nn.Module) -> list[tuple[str, nn.Module]]:

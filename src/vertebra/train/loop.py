@@ -7,7 +7,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..weights import load_weights
 from .data import DataSplits, collate, hold_out, load_data
 from .distributed import World, close_world, init_world
 from .plots import plot_history
+from .precision import decide_bf16, describe
 
 AUX_WEIGHT = 0.3  # GoogLeNet's weight for auxiliary classifiers; a model's own aux_loss_weight wins
 
@@ -52,7 +53,7 @@ class TrainConfig:
     bn_eps: float | None = None  # every BatchNorm's epsilon (default: the model's)
     lr_decay_at: float | None = None  # a 10x step decay at this share of training instead of the cosine
     channels_last: bool = True
-    bf16: bool = False
+    bf16: bool | None = False  # None: where a measured step is faster (vertebra train's default; precision.py)
     seed: int = 0
     out: Path | None = None
     resume: bool = False
@@ -298,6 +299,8 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
     manifest = _prepare_output(config, world, console, run_identity(config, data, world), model, optimizer,
                                scheduler)
     history, best = manifest.get("history", []), manifest.get("best_val_accuracy", -1.0)
+    if config.bf16 is None:
+        config = replace(config, bf16=_choose_bf16(config, model, data, world, console, manifest))
     trained = DistributedDataParallel(model) if world.size > 1 else model
     if config.compile:
         trained = compile_step(trained, console)
@@ -327,6 +330,23 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
         best = max(best, val["accuracy"])
         world.barrier()
     return _finish(config, world, console, model, data, history, best, start_time, images_seen, train_seconds)
+
+
+def _choose_bf16(config: TrainConfig, model: nn.Module, data: DataSplits, world: World, console: Console,
+                 manifest: dict) -> bool:
+    """bf16 or not, for a run that leaves it to measurement: a resumed run keeps what it chose; a new
+    one asks precision.decide_bf16 (on the CPU; elsewhere fp32), on the first process, for all."""
+    if "config" in manifest:
+        return bool(manifest["config"]["bf16"])
+    if world.device.type != "cpu":
+        return False
+    found = {}
+    if world.is_main:
+        key = {"model": config.model, "model_kwargs": config.model_kwargs, "small_input": _small_input(config, data)}
+        found = decide_bf16(model, key, config.batch_size // world.size, data.in_chans, data.input_size,
+                            len(data.classes), config.channels_last)
+        console.print(describe(found), soft_wrap=True)
+    return world.all_sum([float(found.get("bf16", False))])[0] > 0
 
 
 def _prepare_output(config, world, console, identity, model, optimizer, scheduler) -> dict:
