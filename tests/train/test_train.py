@@ -155,6 +155,12 @@ def test_bf16_left_to_measurement_follows_it_is_cached_and_a_resume_keeps_it(tmp
     train(TrainConfig(**{**first, "epochs": 2}, bf16=None, out=tmp_path / "a", resume=True))
     record = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
     assert record["epoch"] == 2 and record["config"]["bf16"] is True and len(calls) == 1
+    # a run that chose fp32 by hand resumes in fp32 when the command leaves the choice open
+    timings.update(bf16_s=0.1)
+    train(TrainConfig(**first, bf16=False, out=tmp_path / "d"))
+    train(TrainConfig(**{**first, "epochs": 2}, bf16=None, out=tmp_path / "d", resume=True))
+    assert json.loads((tmp_path / "d" / "checkpoint.json").read_text())["config"]["bf16"] is False
+    timings.update(bf16_s=0.6)
     # a new run now measures bf16 slower, and trains in fp32
     train(TrainConfig(**first, bf16=None, out=tmp_path / "c"))
     assert json.loads((tmp_path / "c" / "checkpoint.json").read_text())["config"]["bf16"] is False

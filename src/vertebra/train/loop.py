@@ -386,6 +386,8 @@ def _check_identity(config: TrainConfig, console: Console, identity: dict) -> No
         write_json(run_file, {"identity": identity})
         return
     recorded = read_json(run_file, "the run's identity")["identity"]
+    if config.bf16 is None:  # left to measurement: the precision the run trained in stands (its manifest has it)
+        recorded, identity = ({k: v for k, v in side.items() if k != "bf16"} for side in (recorded, identity))
     changes = [f"{key}: the run has {recorded.get(key)!r}, this command {identity.get(key)!r}"
                for key in differing(recorded, identity)]
     if changes:
