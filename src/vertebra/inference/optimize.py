@@ -284,6 +284,12 @@ class InferenceModel(nn.Module):
         return self.macs_per_image[key]
 
 
+def check_micro_batch(micro_batch) -> None:
+    if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int)
+                                    or micro_batch < 1):
+        raise ValueError(f"micro_batch must be a positive int or None (automatic), got {micro_batch!r}")
+
+
 def optimize(model: nn.Module, *, dtype: torch.dtype = torch.float32, backend: str = "onednn",
              micro_batch: int | None = None, compile: bool | None = None) -> InferenceModel:
     """An inference copy of ``model``: BatchNorm folded, channels_last weights, eval and inference
@@ -309,9 +315,7 @@ def optimize(model: nn.Module, *, dtype: torch.dtype = torch.float32, backend: s
         raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
-    if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int)
-                                    or micro_batch < 1):
-        raise ValueError(f"micro_batch must be a positive int or None (automatic), got {micro_batch!r}")
+    check_micro_batch(micro_batch)
     if backend == "inductor" and cxx_compiler() is None:
         raise RuntimeError("backend='inductor' compiles C++ and found no compiler (g++, or $CXX); "
                            "install one or use backend='eager'")

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..hardware import cpu_supports_int8
-from .optimize import InferenceModel, cxx_compiler, fold_batchnorm
+from .optimize import InferenceModel, check_micro_batch, cxx_compiler, fold_batchnorm
 
 CALIBRATION_SLICE = 32  # images per calibration call: the observers see every image, memory stays small
 WEIGHTED_OPS = ("conv", "linear", "addmm", "matmul", "mm")  # aten ops whose weight int8 would replace
@@ -128,9 +128,7 @@ def quantize(model: nn.Module, calibration_data, *, micro_batch: int | None = No
     The model handed in is not changed."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"quantize expects an nn.Module, got {type(model).__name__}")
-    if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int)
-                                    or micro_batch < 1):
-        raise ValueError(f"micro_batch must be a positive int or None (automatic), got {micro_batch!r}")
+    check_micro_batch(micro_batch)
     batches = calibration_batches(calibration_data, getattr(model, "in_chans", None))
     if cxx_compiler() is None:
         raise RuntimeError("int8 runs through Inductor, which compiles C++ and found no compiler (g++, or $CXX); "
