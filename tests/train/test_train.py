@@ -169,6 +169,11 @@ def test_bf16_left_to_measurement_follows_it_is_cached_and_a_resume_keeps_it(tmp
     assert precision.decide_bf16(None, {}, 16, 3, 32, 10, True) == {"bf16": False,
                                                                    "reason": "this CPU has no bf16 instructions"}
     assert len(calls) == 2
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)  # a step that fails to run trains in fp32
+    monkeypatch.setattr(precision, "measure", lambda *args: (_ for _ in ()).throw(RuntimeError("no bf16 kernel\n..")))
+    found = precision.decide_bf16(None, {"model": "other"}, 16, 3, 32, 10, True)
+    assert found == {"bf16": False, "reason": "timing the step failed: no bf16 kernel"}
+    assert precision.describe(found) == "fp32 (timing the step failed: no bf16 kernel)"
 
 
 def test_the_precision_measurement_times_both_and_leaves_the_model_and_random_numbers_alone():

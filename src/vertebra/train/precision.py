@@ -86,7 +86,10 @@ def decide_bf16(model: nn.Module, key: dict, batch: int, in_chans: int, size: in
         cache = {}  # unreadable: measured again and rewritten
     if digest in cache:
         return {**cache[digest], "cached": True}
-    found = measure(model, batch, in_chans, size, classes, channels_last)
+    try:
+        found = measure(model, batch, in_chans, size, classes, channels_last)
+    except RuntimeError as error:  # e.g. bf16 unsupported by one of the model's ops: training will say more
+        return {"bf16": False, "reason": f"timing the step failed: {str(error).splitlines()[0]}"}
     found["bf16"] = found["fp32_s"] / found["bf16_s"] >= BF16_MARGIN
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
