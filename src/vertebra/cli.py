@@ -165,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, weight_decay=args.weight_decay, seed=args.seed,
                          out=Path(args.out) if args.out else None, resume=args.resume, bf16=args.bf16,
-                         channels_last=not args.no_channels_last, small_input=args.small_input,
+                         channels_last=args.channels_last, small_input=args.small_input,
                          limit=args.limit, workers=args.workers, cache=args.cache, compile=args.compile)
     train(config, console)
     return 0
@@ -657,7 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                      help="bfloat16 autocast, on CPUs with AVX512-BF16 or AMX (default: where a few timed steps "
                      "run at least 1.2x faster in bf16 than in fp32; the decision is cached per machine)")
-    fit.add_argument("--no-channels-last", action="store_true")
+    fit.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                     help="the channels_last memory layout (default: unless a few timed steps run at least 1.1x "
+                     "faster in NCHW; measured with --bf16's choice, cached per machine)")
     fit.add_argument("--limit", type=_positive, help="train on only the first N training images (a quick check)")
     fit.add_argument("--workers", type=int, help="data-loading processes (default: 0 for the digits, else the cores "
                      "torch leaves, at most 4); augmentation is the same whatever the count")

@@ -132,61 +132,112 @@ def test_bf16_autocast_trains_or_says_why_not(tmp_path, monkeypatch):
         train(TrainConfig(MODEL, out=tmp_path / "other", bf16=True, **QUICK))
 
 
-def test_bf16_left_to_measurement_follows_it_is_cached_and_a_resume_keeps_it(tmp_path, monkeypatch, tiny_run):
+def test_layout_and_bf16_left_to_measurement_follow_it_are_cached_and_a_resume_keeps_them(tmp_path, monkeypatch,
+                                                                                           tiny_run):
     from vertebra.train import precision
 
     monkeypatch.setenv("VERTEBRA_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)
-    timings = {"fp32_s": 0.3, "bf16_s": 0.1}  # bf16 3x as fast, as ResNet-18 measured on AMX
+    # bf16 3x as fast, as ResNet-18 measured on AMX; NCHW a little (not 1.1x) faster
+    timings = {"fp32_channels_last_s": 0.3, "bf16_channels_last_s": 0.1, "fp32_nchw_s": 0.29, "bf16_nchw_s": 0.095}
     calls = []
     monkeypatch.setattr(precision, "measure", lambda *args: calls.append(args) or dict(timings))
-    first = {**tiny_run, "epochs": 1}
-    parse = build_parser().parse_args  # vertebra train leaves it to measurement unless told
+    first = {**tiny_run, "epochs": 1, "bf16": None, "channels_last": None}
+
+    def chosen(folder):
+        config = json.loads((tmp_path / folder / "checkpoint.json").read_text())["config"]
+        return config["channels_last"], config["bf16"]
+
+    parse = build_parser().parse_args  # vertebra train leaves both to measurement unless told
     assert [parse(["train", MODEL, *flag]).bf16 for flag in ([], ["--bf16"], ["--no-bf16"])] == [None, True, False]
-    train(TrainConfig(**first, bf16=None, out=tmp_path / "a"))
-    record = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
-    assert record["config"]["bf16"] is True and len(calls) == 1
-    # the machine's decision is cached: a second run does not measure again
-    train(TrainConfig(**first, bf16=None, out=tmp_path / "b"))
-    assert len(calls) == 1 and json.loads((tmp_path / "b" / "checkpoint.json").read_text())["config"]["bf16"]
+    assert [parse(["train", MODEL, *flag]).channels_last for flag in ([], ["--channels-last"],
+                                                                      ["--no-channels-last"])] == [None, True, False]
+    train(TrainConfig(**first, out=tmp_path / "a"))
+    assert chosen("a") == (True, True) and len(calls) == 1
+    assert calls[0][-1] == [(True, False), (True, True), (False, False), (False, True)]  # every variant, once
+    # the machine's timings are cached: a second run does not measure again
+    train(TrainConfig(**first, out=tmp_path / "b"))
+    assert len(calls) == 1 and chosen("b") == (True, True)
     # a resume keeps the run's choice, whatever a measurement would say now
-    timings.update(bf16_s=0.6)
+    timings.update(bf16_channels_last_s=0.6, bf16_nchw_s=0.6, fp32_nchw_s=0.1)
     (tmp_path / "cache" / "precision.json").unlink()
-    train(TrainConfig(**{**first, "epochs": 2}, bf16=None, out=tmp_path / "a", resume=True))
+    train(TrainConfig(**{**first, "epochs": 2}, out=tmp_path / "a", resume=True))
     record = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
-    assert record["epoch"] == 2 and record["config"]["bf16"] is True and len(calls) == 1
+    assert record["epoch"] == 2 and chosen("a") == (True, True) and len(calls) == 1
     # a run that chose fp32 by hand resumes in fp32 when the command leaves the choice open
-    timings.update(bf16_s=0.1)
-    train(TrainConfig(**first, bf16=False, out=tmp_path / "d"))
-    train(TrainConfig(**{**first, "epochs": 2}, bf16=None, out=tmp_path / "d", resume=True))
-    assert json.loads((tmp_path / "d" / "checkpoint.json").read_text())["config"]["bf16"] is False
-    timings.update(bf16_s=0.6)
-    # a new run now measures bf16 slower, and trains in fp32
-    train(TrainConfig(**first, bf16=None, out=tmp_path / "c"))
-    assert json.loads((tmp_path / "c" / "checkpoint.json").read_text())["config"]["bf16"] is False
-    # a CPU without bf16 trains in fp32 without measuring
+    train(TrainConfig(**{**first, "bf16": False}, out=tmp_path / "d"))
+    assert chosen("d") == (False, False) and len(calls) == 2  # NCHW now measures 3x as fast
+    timings.update(bf16_channels_last_s=0.1)
+    train(TrainConfig(**{**first, "epochs": 2}, out=tmp_path / "d", resume=True))
+    assert chosen("d") == (False, False)
+    # a layout given by hand stands; bf16 is still measured (from the cache)
+    train(TrainConfig(**{**first, "channels_last": True, "bf16": None}, out=tmp_path / "c"))
+    assert chosen("c") == (True, False) and len(calls) == 2  # 0.1 x 1.2 > the 0.1 of fp32 NCHW
+    # a CPU without bf16 and a layout given trains in fp32 without measuring
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
-    assert precision.decide_bf16(None, {}, 16, 3, 32, 10, True) == {"bf16": False,
-                                                                   "reason": "this CPU has no bf16 instructions"}
+    found = precision.decide_step(None, {}, 16, 3, 32, 10, channels_last=True)
+    assert found == {"channels_last": True, "bf16": False, "reason": "this CPU has no bf16 instructions"}
     assert len(calls) == 2
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)  # a step that fails to run trains in fp32
     monkeypatch.setattr(precision, "measure", lambda *args: (_ for _ in ()).throw(RuntimeError("no bf16 kernel\n..")))
-    found = precision.decide_bf16(None, {"model": "other"}, 16, 3, 32, 10, True)
-    assert found == {"bf16": False, "reason": "timing the step failed: no bf16 kernel"}
-    assert precision.describe(found) == "fp32 (timing the step failed: no bf16 kernel)"
+    found = precision.decide_step(None, {"model": "other"}, 16, 3, 32, 10)
+    assert found == {"channels_last": True, "bf16": False, "reason": "timing the step failed: no bf16 kernel"}
+    assert precision.describe(found) == "fp32, channels_last (timing the step failed: no bf16 kernel)"
 
 
-def test_the_precision_measurement_times_both_and_leaves_the_model_and_random_numbers_alone():
+def test_two_runs_started_together_measure_once_and_choose_alike(tmp_path, monkeypatch):
+    import threading
+
+    from vertebra.train import precision
+
+    monkeypatch.setenv("VERTEBRA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    calls = []
+
+    def measure(*args):  # each measurement would see a different, noisy machine
+        calls.append(args)
+        time.sleep(0.2)
+        return {"fp32_channels_last_s": 0.1 * len(calls), "fp32_nchw_s": 0.15}
+
+    monkeypatch.setattr(precision, "measure", measure)
+    found = []
+    runs = [threading.Thread(target=lambda: found.append(precision.decide_step(None, {}, 16, 3, 32, 10)))
+            for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert len(calls) == 1 and found[0]["channels_last"] == found[1]["channels_last"] is True
+    assert sorted(f["cached"] for f in found) == [False, True]
+
+
+def test_the_fastest_variant_wins_by_its_margin():
+    from vertebra.train.precision import choose
+
+    def times(cl32, cl16, nchw32, nchw16):
+        return {"fp32_channels_last_s": cl32, "bf16_channels_last_s": cl16, "fp32_nchw_s": nchw32, "bf16_nchw_s": nchw16}
+
+    both, no_bf16 = ((True, False), (False, True)), ((True, False), (False,))
+    assert choose(times(1.0, 0.9, 0.95, 0.9), *both) == {"channels_last": True, "bf16": False}  # ties keep the default
+    assert choose(times(1.0, 0.9, 0.9, 0.9), *both) == {"channels_last": False, "bf16": False}  # NCHW 1.11x
+    assert choose(times(1.0, 0.8, 0.9, 0.9), *both) == {"channels_last": False, "bf16": False}  # bf16 1.125x: not
+    assert choose(times(1.0, 0.7, 0.9, 0.9), *both) == {"channels_last": True, "bf16": True}  # 1.29x the best fp32
+    assert choose(times(1.0, 0.5, 1.0, 0.3), (True,), (False, True)) == {"channels_last": True, "bf16": True}
+    assert choose(times(1.0, 0.1, 0.5, 0.1), *no_bf16) == {"channels_last": False, "bf16": False}
+
+
+def test_the_step_measurement_times_every_variant_and_leaves_the_model_and_random_numbers_alone():
     from vertebra.train.precision import describe, measure
 
     model = create_model(MODEL, num_classes=10, small_input=True)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     state = torch.get_rng_state()
-    found = measure(model, 8, 3, 32, 10, True)
-    assert found["fp32_s"] > 0 and found["bf16_s"] > 0
+    found = measure(model, 8, 3, 32, 10, [(True, False), (False, True)])
+    assert set(found) == {"fp32_channels_last_s", "bf16_nchw_s"} and all(t > 0 for t in found.values())
     assert torch.equal(torch.get_rng_state(), state)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert "measured now" in describe({**found, "bf16": False})
+    line = describe({"times": found, "channels_last": True, "bf16": False})
+    assert line.startswith("fp32, channels_last: a step took fp32 channels_last ") and "measured now" in line
 
 
 def test_predict_reads_each_weights_with_its_own_preprocessing(tmp_path, capsys, tiny_run):

@@ -27,7 +27,7 @@ from ..weights import load_weights
 from .data import DataSplits, collate, hold_out, load_data
 from .distributed import World, close_world, init_world
 from .plots import plot_history
-from .precision import decide_bf16, describe
+from .precision import decide_step, describe
 
 AUX_WEIGHT = 0.3  # GoogLeNet's weight for auxiliary classifiers; a model's own aux_loss_weight wins
 
@@ -52,8 +52,9 @@ class TrainConfig:
     clip_grad: float | None = 5.0
     bn_eps: float | None = None  # every BatchNorm's epsilon (default: the model's)
     lr_decay_at: float | None = None  # a 10x step decay at this share of training instead of the cosine
-    channels_last: bool = True
-    bf16: bool | None = False  # None: where a measured step is faster (vertebra train's default; precision.py)
+    # None: where a few timed steps say it is faster (vertebra train's defaults; precision.py)
+    channels_last: bool | None = True
+    bf16: bool | None = False
     seed: int = 0
     out: Path | None = None
     resume: bool = False
@@ -157,7 +158,7 @@ def build_model(config: TrainConfig, data: DataSplits) -> nn.Module:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eps = config.bn_eps
-    return model.to(memory_format=torch.channels_last) if config.channels_last else model
+    return model.to(memory_format=torch.channels_last) if config.channels_last else model  # None: chosen later
 
 
 def default_workers(data: DataSplits) -> int:
@@ -299,8 +300,10 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
     manifest = _prepare_output(config, world, console, run_identity(config, data, world), model, optimizer,
                                scheduler)
     history, best = manifest.get("history", []), manifest.get("best_val_accuracy", -1.0)
-    if config.bf16 is None:
-        config = replace(config, bf16=_choose_bf16(config, model, data, world, console, manifest))
+    if config.bf16 is None or config.channels_last is None:
+        config = replace(config, **_choose_step(config, model, data, world, console, manifest))
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
     trained = DistributedDataParallel(model) if world.size > 1 else model
     if config.compile:
         trained = compile_step(trained, console)
@@ -332,21 +335,23 @@ def _train(config: TrainConfig, world: World, console: Console) -> TrainResult:
     return _finish(config, world, console, model, data, history, best, start_time, images_seen, train_seconds)
 
 
-def _choose_bf16(config: TrainConfig, model: nn.Module, data: DataSplits, world: World, console: Console,
-                 manifest: dict) -> bool:
-    """bf16 or not, for a run that leaves it to measurement: a resumed run keeps what it chose; a new
-    one asks precision.decide_bf16 (on the CPU; elsewhere fp32), on the first process, for all."""
+def _choose_step(config: TrainConfig, model: nn.Module, data: DataSplits, world: World, console: Console,
+                 manifest: dict) -> dict:
+    """Layout and precision, where the run leaves them to measurement: a resumed run keeps what it
+    chose; a new one asks precision.decide_step (on the CPU; elsewhere channels_last and fp32), on
+    the first process, for all."""
     if "config" in manifest:
-        return bool(manifest["config"]["bf16"])
+        return {name: bool(manifest["config"][name]) for name in ("channels_last", "bf16")}
     if world.device.type != "cpu":
-        return False
+        return {"channels_last": config.channels_last is not False, "bf16": bool(config.bf16)}
     found = {}
     if world.is_main:
         key = {"model": config.model, "model_kwargs": config.model_kwargs, "small_input": _small_input(config, data)}
-        found = decide_bf16(model, key, config.batch_size // world.size, data.in_chans, data.input_size,
-                            len(data.classes), config.channels_last)
+        found = decide_step(model, key, config.batch_size // world.size, data.in_chans, data.input_size,
+                            len(data.classes), config.channels_last, config.bf16)
         console.print(describe(found), soft_wrap=True)
-    return world.all_sum([float(found.get("bf16", False))])[0] > 0
+    chosen = world.all_sum([float(found.get("channels_last", False)), float(found.get("bf16", False))])
+    return {"channels_last": chosen[0] > 0, "bf16": chosen[1] > 0}
 
 
 def _prepare_output(config, world, console, identity, model, optimizer, scheduler) -> dict:
@@ -386,8 +391,9 @@ def _check_identity(config: TrainConfig, console: Console, identity: dict) -> No
         write_json(run_file, {"identity": identity})
         return
     recorded = read_json(run_file, "the run's identity")["identity"]
-    if config.bf16 is None:  # left to measurement: the precision the run trained in stands (its manifest has it)
-        recorded, identity = ({k: v for k, v in side.items() if k != "bf16"} for side in (recorded, identity))
+    # left to measurement: the layout and precision the run trained in stand (its manifest has them)
+    measured = {name for name in ("channels_last", "bf16") if getattr(config, name) is None}
+    recorded, identity = ({k: v for k, v in side.items() if k not in measured} for side in (recorded, identity))
     changes = [f"{key}: the run has {recorded.get(key)!r}, this command {identity.get(key)!r}"
                for key in differing(recorded, identity)]
     if changes:
