@@ -215,7 +215,8 @@ def test_the_fastest_variant_wins_by_its_margin():
     from vertebra.train.precision import choose
 
     def times(cl32, cl16, nchw32, nchw16):
-        return {"fp32_channels_last_s": cl32, "bf16_channels_last_s": cl16, "fp32_nchw_s": nchw32, "bf16_nchw_s": nchw16}
+        return {"fp32_channels_last_s": cl32, "bf16_channels_last_s": cl16, "fp32_nchw_s": nchw32,
+                "bf16_nchw_s": nchw16}
 
     both, no_bf16 = ((True, False), (False, True)), ((True, False), (False,))
     assert choose(times(1.0, 0.9, 0.95, 0.9), *both) == {"channels_last": True, "bf16": False}  # ties keep the default
