@@ -88,7 +88,9 @@ def vertebra_train(model_name: str, data: str, target: float, options: dict, fol
                                **options), QUIET)
     row = summary("vertebra_train", model_name, result.history, target, result.images_per_s)
     row["options"] = options
-    row["first_step_s"] = result.history[0].get("first_step_s")
+    chosen = json.loads((result.out / "checkpoint.json").read_text())["config"]  # what measurement chose
+    row.update(channels_last=chosen["channels_last"], bf16=chosen["bf16"],
+               first_step_s=result.history[0].get("first_step_s"))
     return row
 
 
