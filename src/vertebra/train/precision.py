@@ -4,8 +4,8 @@ Whether channels_last or bfloat16 autocast speeds up a training step depends on 
 input size and the CPU, not on a rule.  On a 2-core Xeon with AMX, ResNet-18's step ran 2.7x as
 fast in bf16 at 224x224 and 2.1x at 32x32, while MobileNet V2 (0.81x) and ShuffleNet V2 (0.90x)
 at 32x32 ran slower: their steps are mostly BatchNorm, depthwise convolutions and element-wise
-work, which bf16 only adds casts to.  channels_last made MobileNet V2's step 1.4x as fast and
-ShuffleNet V2's (its channel shuffles are NCHW reshapes) about 1.2x slower.  So a new run that
+work, which bf16 only adds casts to.  channels_last made MobileNet V2's step 1.4x as fast, and
+ShuffleNet V2's (its channel shuffles are reshapes) within a few percent either way.  So a new run that
 leaves them open (``channels_last=None``, ``bf16=None``) times a few steps of copies of its model
 in each layout and precision on a synthetic batch, and takes the fastest: bf16 only when at least
 BF16_MARGIN faster, NCHW only when at least LAYOUT_MARGIN faster than channels_last (the layout
