@@ -87,13 +87,14 @@ def decide_step(model: nn.Module, key: dict, batch: int, in_chans: int, size: in
     """The layout and precision to train ``model`` in on this machine, where ``channels_last`` or
     ``bf16`` is None: from the cached timings, else measured and cached.  Returns ``channels_last``,
     ``bf16``, the timings (``times``) and ``cached``; or, where nothing was timed, the ``reason``."""
+    runnable = (False, True) if cpu_supports_bf16() else (False,)
     layouts = (True, False) if channels_last is None else (channels_last,)
-    precisions = (False, True) if bf16 is None and cpu_supports_bf16() else (bool(bf16),)
+    precisions = runnable if bf16 is None else (bool(bf16),)
     fallback = {"channels_last": layouts[0], "bf16": precisions[0]}
     if len(layouts) * len(precisions) == 1:
         return {**fallback, "reason": "this CPU has no bf16 instructions" if bf16 is None else "chosen by hand"}
     # every variant this CPU runs is timed, so that one measurement serves any later choice
-    variants = [(cl, b) for cl in (True, False) for b in ((False, True) if cpu_supports_bf16() else (False,))]
+    variants = [(cl, b) for cl in (True, False) for b in runnable]
     key = {**key, "batch": batch, "in_chans": in_chans, "size": size, "variants": [variant(*v) for v in variants],
            "threads": torch.get_num_threads(), "cpu": cpu_name(), "torch": torch.__version__}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
