@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vertebra.train.data import BadImage, ImageFolder, collate, digits, image_folder
+from vertebra.train.data import DIGITS_FILE, BadImage, ImageFolder, collate, digits, image_folder
 from vertebra.train.transforms import EvalTransform, TrainTransform, random_resized_crop
 
 
@@ -18,6 +18,20 @@ def test_digits_split_is_fixed_stratified_and_32x32_rgb():
     for split in (first.train, first.val, first.test):
         counts = torch.bincount(split.labels, minlength=10).float()
         assert counts.min() / counts.max() > 0.85  # every class in proportion
+
+
+def test_embedded_digits_are_scikit_learns_with_their_stratified_split():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    from embed_digits import digits_and_split
+
+    expected = digits_and_split()
+    with np.load(DIGITS_FILE) as stored:
+        assert sorted(stored.files) == sorted(expected)
+        for name, array in expected.items():
+            assert np.array_equal(stored[name], array), name
 
 
 def write_folder(root, classes, per_class=3, size=(20, 16)):

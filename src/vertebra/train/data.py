@@ -73,20 +73,19 @@ class TensorImages(Dataset):
         return self.images[index], int(self.labels[index])
 
 
+DIGITS_FILE = Path(__file__).with_name("digits.npz")  # written by tools/embed_digits.py
+
+
 @functools.lru_cache(maxsize=2)
 def _digits_tensors(size: int = DIGITS_SIZE) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
     """The digits as size x size RGB tensors and the split's indices: read once per process (read-only)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    data = load_digits()
-    images = torch.tensor(data.images, dtype=torch.float32)[:, None] / 16.0  # 8x8, ink in [0, 1]
+    with np.load(DIGITS_FILE) as stored:
+        data = {name: stored[name] for name in stored.files}
+    images = torch.tensor(data["images"], dtype=torch.float32)[:, None] / 16.0  # 8x8, ink in [0, 1]
     images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     images = ((images - 0.5) / 0.5).expand(-1, 3, -1, -1).contiguous()
-    index = np.arange(len(data.target))
-    train, rest = train_test_split(index, test_size=0.3, stratify=data.target, random_state=0)
-    val, test = train_test_split(rest, test_size=0.5, stratify=data.target[rest], random_state=0)
-    return images, torch.tensor(data.target), {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+    splits = {name: data[name].astype(np.int64) for name in ("train", "val", "test")}
+    return images, torch.tensor(data["labels"], dtype=torch.int64), splits
 
 
 def digits(size: int = DIGITS_SIZE) -> DataSplits:
