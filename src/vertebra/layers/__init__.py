@@ -1,5 +1,5 @@
 """Blocks shared by two families or more."""
-from .channel_shuffle import ChannelShuffle, channel_shuffle
+from .channel_shuffle import ChannelShuffle, channel_shuffle, concat_shuffle
 from .conv_norm_act import ConvNormAct, NormAct
 from .drop_path import DropPath, drop_path, drop_path_rates
 from .fc_head import FullyConnectedHead
@@ -10,6 +10,6 @@ from .scaling import check_multiplier, round_channels, round_repeats
 from .separable import SeparableConv
 from .squeeze_excite import SqueezeExcite
 
-__all__ = ["ChannelShuffle", "channel_shuffle", "ConvNormAct", "NormAct", "DropPath", "drop_path",
+__all__ = ["ChannelShuffle", "channel_shuffle", "concat_shuffle", "ConvNormAct", "NormAct", "DropPath", "drop_path",
            "drop_path_rates", "FullyConnectedHead", "InvertedResidual", "make_divisible", "SeparableConv", "SqueezeExcite",
            "RNN", "LSTM", "RNNCell", "LSTMCell", "LSTMGates", "check_multiplier", "round_channels", "round_repeats"]

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..backbone import Backbone, ClassifierHead, FeatureInfo
-from ..layers import ChannelShuffle, ConvNormAct, channel_shuffle, make_divisible
+from ..layers import ChannelShuffle, ConvNormAct, concat_shuffle, make_divisible
 from ..registry import register
 
 ReLU = partial(nn.ReLU, inplace=True)
@@ -207,7 +207,7 @@ class ShuffleV2Unit(nn.Module):
             kept, x = x.chunk(2, dim=1)
         else:
             kept = self.branch_proj(x)
-        return channel_shuffle(torch.cat((kept, self.branch_main(x)), 1), 2)
+        return concat_shuffle(kept, self.branch_main(x))  # concat, then a 2-group channel shuffle
 
 
 class ShuffleNetV2(Backbone):
