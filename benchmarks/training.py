@@ -137,7 +137,8 @@ def sweep(model_name: str, target: float, folder: Path, emit, grid: dict = SWEEP
         options = dict(zip(grid, values))
         result = train(TrainConfig(model_name, out=folder / f"sweep-{len(list(folder.iterdir()))}", **options), QUIET)
         row = summary("vertebra_train", model_name, result.history, target, result.images_per_s)
-        emit({**row, "sweep": options, "test_accuracy": result.test_accuracy})
+        emit({**row, "sweep": options, "test_accuracy": result.test_accuracy,
+              "val_accuracy_by_epoch": [round(h["val_accuracy"], 4) for h in result.history]})
 
 
 def summary(runner: str, model_name: str, history: list[dict], target: float, images_per_s: float) -> dict:

@@ -174,9 +174,13 @@ def test_the_nas_papers_final_grid_axes_reach_training(tmp_path, tiny_run):
     assert len(points) == 3 * 2 * 2 * 2 and set(points[0]) == {"lr", "weight_decay", "batch_size", "bn_eps",
                                                               "lr_decay_at"}
     assert set(Grid().points()[0]) == {"lr", "weight_decay", "batch_size"}
-    config = TrainConfig(**{**tiny_run, "bn_eps": 1e-3, "lr_decay_at": 0.5, "epochs": 4, "warmup_epochs": 0})
+    config = TrainConfig(**{**tiny_run, "bn_eps": 1e-3, "bn_momentum": 0.25, "lr_decay_at": 0.5, "epochs": 4,
+                            "warmup_epochs": 0})
     model = build_model(config, digits())
-    assert {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-3}
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and {m.eps for m in norms} == {1e-3} and {m.momentum for m in norms} == {0.25}
+    defaults = build_model(TrainConfig(**tiny_run), digits())  # the recipe's 0.4, whatever the model's own
+    assert {m.momentum for m in defaults.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.4}
     optimizer, scheduler = build_optimizer(config, model, steps_per_epoch=10)
     rates = []
     for _ in range(40):

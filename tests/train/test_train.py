@@ -112,7 +112,7 @@ def test_evaluate_and_predict_a_trained_model(tmp_path, capsys):
 
 def test_bad_training_settings_are_refused_before_any_work(tmp_path):
     for kwargs, message in ((dict(optimizer="rmsprop"), "optimizer"), (dict(epochs=0), "epochs"),
-                            (dict(lr=-1.0), "lr must be positive")):
+                            (dict(lr=-1.0), "lr must be positive"), (dict(bn_momentum=0.0), "bn_momentum must be in")):
         with pytest.raises(ValueError, match=message):
             train(TrainConfig(MODEL, out=tmp_path / "x", **{**QUICK, **kwargs}))
     with pytest.raises(ValueError, match="unknown model"):
