@@ -398,12 +398,19 @@ def _scale_search(args: argparse.Namespace) -> int:
 
 def cmd_netadapt(args: argparse.Namespace) -> int:
     """NetAdapt: trim a trained network layer by layer until its measured latency meets the budget."""
-    from .design.nas import TrialSettings
-    from .design.netadapt import NetAdapt, NetAdaptSettings
-
     # Subnormal floats flushed before torch starts its worker threads, which inherit the setting: the
     # timings then measure the widths, not a briefly trained network's tiny activations (design/latency.py).
     torch.set_flush_denormal(True)
+    try:
+        return _netadapt(args)
+    finally:  # the process's default back for a caller in the same process: a test, a notebook
+        torch.set_flush_denormal(False)
+
+
+def _netadapt(args: argparse.Namespace) -> int:
+    from .design.nas import TrialSettings
+    from .design.netadapt import NetAdapt, NetAdaptSettings
+
     short = TrialSettings(epochs=args.short_epochs, lr=args.lr, warmup_epochs=0.0, limit=args.short_limit,
                           batch_size=args.batch_size)
     settings = NetAdaptSettings(budget=args.budget, select=args.select, step=args.step, decay=args.decay,
