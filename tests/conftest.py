@@ -14,6 +14,10 @@ os.environ["VERTEBRA_CACHE_DIR"] = tempfile.mkdtemp(prefix="vertebra-test-cache-
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each
     torch.set_num_threads(1)
+# Subnormal floats flushed, as NetAdapt's timings and the deployment runtimes do: the briefly trained
+# networks of the tests carry tiny values that x86 computes up to 50x slower.  Set once for every test,
+# so that no test's speed or arithmetic depends on which test ran before it in the same worker.
+torch.set_flush_denormal(True)
 
 
 def test_size(model) -> int:
