@@ -88,6 +88,16 @@ LEAN_HIDDEN = 64
 FULL_WIDTH_VGG = "vgg19_bn"
 
 
+# A model the tests that trace (export, optimize) check through a shallower twin of the same blocks:
+# preact_resnet1001 is preact_resnet164's bottlenecks 111 to a stage instead of 18, and tracing its
+# 3,000-op graph took 20-65 s of the suite in each.  Eager checks (the contract, parity) run both.
+SHALLOWER_TWIN = {"preact_resnet1001": "preact_resnet164"}
+
+
+def module_types(model) -> set[type]:
+    return {type(module) for module in model.modules()}
+
+
 def lean_model(name: str, **kwargs):
     """``vertebra.create_model(name, **kwargs)``; for a VGG but FULL_WIDTH_VGG, fc6 and fc7 LEAN_HIDDEN wide."""
     lean = vertebra.model_info(name).family == "vgg" and name != FULL_WIDTH_VGG

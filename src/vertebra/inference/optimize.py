@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
+import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
 
@@ -165,11 +166,13 @@ def in_own_compilation_unit(module: torch.jit.ScriptModule) -> torch.jit.ScriptM
     """``module`` through a torch.jit save and load: the copy lives in a compilation unit of its
     own, which goes when the copy goes.  Frozen where it was traced, its weights -- constants of
     the frozen graph -- would stay in TorchScript's one global compilation unit for the life of the
-    process (pytorch#96726): every optimize would leak a copy of the model (vgg11: 530 MB each)."""
-    buffer = io.BytesIO()
-    torch.jit.save(module, buffer)
-    buffer.seek(0)
-    return torch.jit.load(buffer)
+    process (pytorch#96726): every optimize would leak a copy of the model (vgg11: 530 MB each).
+    Through a file, not an io.BytesIO, which torch writes and reads a few bytes at a time through
+    Python: resnet50 takes 0.23 s there against 0.74 s."""
+    with tempfile.TemporaryDirectory(prefix="vertebra-trace-") as folder:
+        path = os.path.join(folder, "trace.pt")
+        torch.jit.save(module, path)
+        return torch.jit.load(path)
 
 
 class OneDNNGraphRunner:
