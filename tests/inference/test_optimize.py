@@ -40,7 +40,7 @@ def test_optimized_fp32_equals_eager(name):
     with torch.no_grad():
         expected = model(x)
     assert relative_error(vertebra.optimize(model, backend="eager")(x), expected) <= 1e-4
-    if name in SHALLOWER_TWIN:  # its twin's case traces these very module types (tracing 1001 layers: 25-65 s)
+    if name in SHALLOWER_TWIN:  # traced as its smaller twin, the same module types (conftest.py)
         assert module_types(lean_model(SHALLOWER_TWIN[name])) == module_types(model)
         return
     # The default backend, fused by oneDNN Graph -- except the recurrent models, whose unrolled

@@ -234,7 +234,7 @@ def join(parts) -> torch.Tensor:
 class InferenceModel(nn.Module):
     """The optimized copy: takes any float tensor (N, C, H, W) and returns float32, runs in
     inference mode (and bfloat16 autocast when asked) a slice of the batch at a time.  The first
-    call at each slice shape traces (onednn backend, well under a second) or compiles (inductor,
+    call at each slice shape traces (onednn backend, 0.3-2 s) or compiles (inductor,
     seconds)."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype, backend: str, micro_batch: int | None = None):
