@@ -1,7 +1,8 @@
 """vertebra.optimize: BatchNorm folded, channels_last, inference mode, bfloat16, and the three
 backends: onednn (the default: TorchScript frozen, oneDNN Graph fusion), inductor (torch.compile
-with freezing) and eager.  The registry-wide check runs eager and onednn; compiling takes seconds
-per model, so the inductor path is checked on a few small models."""
+with freezing) and eager.  The registry-wide check runs eager on every model and onednn on every
+architecture (a deeper or wider twin through its smaller one: conftest.SHALLOWER_TWIN); compiling
+takes seconds per model, so the inductor path is checked on a few small models."""
 import copy
 import importlib
 import os
