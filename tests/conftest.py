@@ -105,8 +105,14 @@ SHALLOWER_TWIN = {
 }
 
 
-def module_types(model) -> set[type]:
-    return {type(module) for module in model.modules()}
+def checked_through_twin(name: str, model, **kwargs) -> bool:
+    """True for a model whose tracing tests check its smaller twin instead, after asserting that the twin
+    (built with ``kwargs``) has exactly ``model``'s module types."""
+    if name not in SHALLOWER_TWIN:
+        return False
+    types = {type(module) for module in model.modules()}
+    assert {type(module) for module in lean_model(SHALLOWER_TWIN[name], **kwargs).modules()} == types
+    return True
 
 
 def lean_model(name: str, **kwargs):

@@ -164,8 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(model=args.model, data=args.data, val=args.val, val_split=args.val_split,
                          input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, weight_decay=args.weight_decay, bn_momentum=args.bn_momentum,
-                         seed=args.seed,
-                         out=Path(args.out) if args.out else None, resume=args.resume, bf16=args.bf16,
+                         seed=args.seed, out=Path(args.out) if args.out else None, resume=args.resume, bf16=args.bf16,
                          channels_last=args.channels_last, small_input=args.small_input,
                          limit=args.limit, workers=args.workers, cache=args.cache, compile=args.compile)
     train(config, console)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import vertebra
-from conftest import ALL_MODELS, SHALLOWER_TWIN, lean_model, module_types, test_size
+from conftest import ALL_MODELS, checked_through_twin, lean_model, test_size
 from vertebra.inference import fold_batchnorm
 from vertebra.layers import SqueezeExcite
 from vertebra.testing import relative_error
@@ -41,8 +41,7 @@ def test_optimized_fp32_equals_eager(name):
     with torch.no_grad():
         expected = model(x)
     assert relative_error(vertebra.optimize(model, backend="eager")(x), expected) <= 1e-4
-    if name in SHALLOWER_TWIN:  # traced as its smaller twin, the same module types (conftest.py)
-        assert module_types(lean_model(SHALLOWER_TWIN[name])) == module_types(model)
+    if checked_through_twin(name, model):  # traced as its smaller twin (conftest.py)
         return
     # The default backend, fused by oneDNN Graph -- except the recurrent models, whose unrolled
     # LSTM graphs oneDNN Graph fails on (torch 2.13): they fall back to eager, with a warning.
